@@ -1,0 +1,53 @@
+"""modelport: take a trained model out of the notebook and into production.
+
+>>> import modelport
+>>> sorted(modelport.__all__)[:3]
+['Batch', 'Model', 'Registry']
+"""
+
+from __future__ import annotations
+
+from modelport.bundle.model import Model
+from modelport.bundle.save import save
+from modelport.bundle.signature import ColumnSpec, Signature
+from modelport.core.batch import Batch, Result
+from modelport.errors import ModelportError
+
+__version__ = "0.1.0"
+
+
+def load(path_or_ref: str, *, trusted: bool = False, registry: object | None = None) -> Model:
+    """Load a bundle directory, or a registry reference (``name``, ``name:3``, ``name@alias``)."""
+    from pathlib import Path
+
+    from modelport.bundle.model import load_bundle
+
+    path = Path(path_or_ref)
+    if path.is_dir():
+        return load_bundle(path, trusted=trusted)
+    from modelport.registry import Registry
+
+    reg = registry if isinstance(registry, Registry) else Registry()
+    return reg.load(path_or_ref, trusted=trusted)
+
+
+def __getattr__(name: str) -> object:
+    if name == "Registry":  # imported lazily: SQLAlchemy is only needed for the registry
+        from modelport.registry import Registry
+
+        return Registry
+    raise AttributeError(f"module 'modelport' has no attribute {name!r}")
+
+
+__all__ = [
+    "Batch",
+    "ColumnSpec",
+    "Model",
+    "ModelportError",
+    "Registry",
+    "Result",
+    "Signature",
+    "__version__",
+    "load",
+    "save",
+]

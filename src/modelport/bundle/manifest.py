@@ -1,0 +1,108 @@
+"""The ``modelport.yaml`` manifest: everything known about a bundle, in one small file.
+
+Example::
+
+    format: 1
+    name: churn
+    flavor: sklearn
+    flavor_info: {file: model.skops, serialization: skops, model_input: dataframe}
+    signature: {kind: columns, task: classification, inputs: [...], outputs: [...]}
+    libraries: {python: 3.11.7, scikit-learn: 1.5.0, numpy: 2.0.0}
+    created_at: '2026-11-22T08:40:00+00:00'
+    metrics: {auc: 0.93}
+    params: {}
+    tags: {team: growth}
+    reference: reference.json      # optional training-data profile (drift)
+    example: example.parquet       # optional example rows (parity checks, docs)
+    files: {model.skops: <sha256>, reference.json: <sha256>, example.parquet: <sha256>}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelport.bundle.hashing import MANIFEST_NAME
+from modelport.bundle.signature import Signature
+from modelport.errors import InvalidInputError, NotFoundError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Manifest:
+    name: str
+    flavor: str
+    signature: Signature
+    flavor_info: dict[str, Any] = field(default_factory=dict)
+    libraries: dict[str, str] = field(default_factory=dict)
+    created_at: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    reference: str | None = None
+    example: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "name": self.name,
+            "flavor": self.flavor,
+            "flavor_info": self.flavor_info,
+            "signature": self.signature.to_dict(),
+            "libraries": self.libraries,
+            "created_at": self.created_at,
+            "metrics": self.metrics,
+            "params": self.params,
+            "tags": self.tags,
+            "reference": self.reference,
+            "example": self.example,
+            "files": self.files,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Manifest:
+        if not isinstance(data, dict) or "flavor" not in data or "signature" not in data:
+            raise InvalidInputError(
+                f"{MANIFEST_NAME} is not a modelport manifest (needs 'flavor' and 'signature')"
+            )
+        if int(data.get("format", 1)) > FORMAT_VERSION:
+            raise InvalidInputError(
+                f"bundle format {data['format']} is newer than this modelport understands "
+                f"({FORMAT_VERSION}); upgrade modelport"
+            )
+        return cls(
+            name=str(data.get("name", "")),
+            flavor=str(data["flavor"]),
+            signature=Signature.from_dict(data["signature"]),
+            flavor_info=dict(data.get("flavor_info") or {}),
+            libraries={str(k): str(v) for k, v in (data.get("libraries") or {}).items()},
+            created_at=str(data.get("created_at", "")),
+            metrics=dict(data.get("metrics") or {}),
+            params=dict(data.get("params") or {}),
+            tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
+            reference=data.get("reference"),
+            example=data.get("example"),
+            files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
+        )
+
+    def dumps(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def write(self, directory: Path) -> None:
+        (directory / MANIFEST_NAME).write_text(self.dumps(), encoding="utf-8")
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        path = directory / MANIFEST_NAME
+        if not path.is_file():
+            raise NotFoundError(f"no {MANIFEST_NAME} in {directory}; is this a model bundle?")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise InvalidInputError(f"{MANIFEST_NAME} is not valid YAML: {exc}") from None
+        return cls.from_dict(data)

@@ -1,0 +1,116 @@
+"""``Model``: a loaded bundle — manifest, signature and the flavor's predictor in one object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.bundle.hashing import verify_tree
+from modelport.bundle.manifest import Manifest
+from modelport.bundle.signature import Signature
+from modelport.core.batch import Array, Batch, Result
+from modelport.errors import ModelportError, PredictionError, UnsupportedModelError
+from modelport.flavors import Predictor, get_flavor
+
+
+class Model:
+    """A model ready to predict.
+
+    ``predict(data)`` and ``predict_proba(data)`` take any input the signature can coerce (records,
+    columns, DataFrame, Arrow, NumPy) and answer like the framework would. ``predict_batch`` is the
+    inference core's entry: an already-coerced ``Batch`` in, a ``Result`` out.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        predictor: Predictor,
+        *,
+        path: Path | None = None,
+        version: int | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.predictor = predictor
+        self.path = path
+        self.version = version
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def flavor(self) -> str:
+        return self.manifest.flavor
+
+    @property
+    def signature(self) -> Signature:
+        return self.manifest.signature
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}" if self.version is not None else self.name
+
+    @property
+    def has_proba(self) -> bool:
+        return self.signature.task == "classification" and any(
+            o.name == "probabilities" for o in self.signature.outputs
+        )
+
+    def coerce(self, data: Any, *, allow_extra: bool = False) -> Batch:
+        return self.signature.coerce(data, allow_extra=allow_extra)
+
+    def predict_batch(self, batch: Batch) -> Result:
+        try:
+            return self.predictor.predict(batch)
+        except ModelportError:
+            raise
+        except Exception as exc:
+            raise PredictionError(f"model {self.ref} failed to predict: {exc}") from exc
+
+    def predict(self, data: Any) -> Array:
+        result = self.predict_batch(self.coerce(data))
+        if result.labels is not None:
+            return result.labels
+        if len(result.outputs) == 1:
+            return next(iter(result.outputs.values()))
+        raise UnsupportedModelError(
+            f"model {self.ref} has several outputs {list(result.outputs)}; use predict_batch()"
+        )
+
+    def predict_proba(self, data: Any) -> Array:
+        if not self.has_proba:
+            raise UnsupportedModelError(f"model {self.ref} does not produce class probabilities")
+        result = self.predict_batch(self.coerce(data))
+        assert result.probabilities is not None
+        return result.probabilities
+
+    def learn(self, data: Any, targets: Any) -> None:
+        """Incremental update (online flavors such as River)."""
+        self.predictor.learn(self.coerce(data), np.asarray(targets))
+
+    def __repr__(self) -> str:
+        return f"Model({self.ref!r}, flavor={self.flavor!r})"
+
+
+def load_bundle(
+    directory: str | Path,
+    *,
+    trusted: bool = False,
+    expected_files: Mapping[str, str] | None = None,
+    version: int | None = None,
+) -> Model:
+    """Verify every file's SHA-256, then let the flavor deserialize the artifact.
+
+    ``expected_files`` (from the registry database) overrides the manifest's own list, so a
+    manifest edited together with its artifact is still caught.
+    """
+    path = Path(directory)
+    manifest = Manifest.read(path)
+    files = dict(expected_files) if expected_files is not None else manifest.files
+    verify_tree(path, files, what=f"model {manifest.name or path.name}")
+    flavor = get_flavor(manifest.flavor)
+    predictor = flavor.load(path, manifest.flavor_info, manifest.signature, trusted=trusted)
+    return Model(manifest, predictor, path=path, version=version)

@@ -1,0 +1,158 @@
+"""``modelport.save``: write a model bundle directory atomically."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from modelport.bundle.hashing import hash_tree
+from modelport.bundle.manifest import Manifest
+from modelport.bundle.profile import profile_data, write_profile
+from modelport.bundle.signature import ColumnSpec, Signature
+from modelport.core.arrow import batch_to_table
+from modelport.errors import ConflictError, InvalidInputError, InvalidReferenceError
+from modelport.flavors import flavor_for
+from modelport.flavors.base import version_of
+
+EXAMPLE_ROWS = 100
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def validate_name(name: str) -> str:
+    """Model names: letters, digits, ``.``, ``_``, ``-``; no path tricks, at most 128 chars."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise InvalidReferenceError(
+            f"invalid model name {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '/', '..' or spaces)"
+        )
+    return name
+
+
+def output_specs(signature: Signature, task: str, classes: tuple[Any, ...] | None
+                 ) -> list[ColumnSpec]:
+    if task == "classification" and classes is not None:
+        label_dtype = "string" if any(isinstance(c, str) for c in classes) else (
+            "bool" if all(isinstance(c, bool) for c in classes) else "int64"
+            if all(isinstance(c, int) for c in classes) else "float64")
+        return [ColumnSpec("label", label_dtype),
+                ColumnSpec("probabilities", "float64", (len(classes),))]
+    if task == "regression":
+        return [ColumnSpec("prediction", "float64")]
+    return list(signature.outputs)
+
+
+def save(
+    model: Any,
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    signature: Signature | Mapping[str, Any] | None = None,
+    example: Any = None,
+    reference: Any = None,
+    metrics: Mapping[str, float] | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    trusted: bool = False,
+    flavor: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Save ``model`` as a bundle directory at ``path`` and return the path.
+
+    The signature is inferred from ``example`` (or given); ``reference`` data is profiled for
+    drift detection. ``trusted=True`` allows pickle-based formats (joblib) where the safe format
+    cannot represent the model. The directory appears complete or not at all.
+    """
+    target = Path(path)
+    if target.exists() and any(target.iterdir()) if target.is_dir() else target.exists():
+        if not overwrite:
+            raise ConflictError(f"{target} already exists; pass overwrite=True to replace it")
+    flv = flavor_for(model, flavor)
+    description = flv.describe(model)
+    sig = _signature(flv, model, signature, example)
+    sig = sig.with_outputs(
+        output_specs(sig, description.task, description.classes)
+        if not sig.outputs or description.task != "other" else sig.outputs,
+        task=description.task if description.task != "other" else sig.task,
+        classes=description.classes,
+    )
+    name = validate_name(name or target.name)
+    example_batch = sig.coerce(example).slice(0, EXAMPLE_ROWS) if example is not None else None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        info = flv.save(model, tmp, signature=sig, trusted=trusted)
+        manifest = Manifest(
+            name=name,
+            flavor=flv.name,
+            signature=sig,
+            flavor_info=info,
+            libraries={"python": platform.python_version(), "numpy": version_of("numpy"),
+                       "modelport": version_of("modelport"), **description.libraries},
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            metrics={str(k): float(v) for k, v in (metrics or {}).items()},
+            params=dict(params or {}),
+            tags={str(k): str(v) for k, v in (tags or {}).items()},
+        )
+        if example_batch is not None:
+            pq.write_table(batch_to_table(example_batch), tmp / "example.parquet")
+            manifest.example = "example.parquet"
+            _check_labels_from_proba(flv.name, model, manifest, tmp)
+        if reference is not None:
+            write_profile(profile_data(reference, sig), tmp / "reference.json")
+            manifest.reference = "reference.json"
+        manifest.files = hash_tree(tmp)
+        manifest.write(tmp)
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _signature(flv: Any, model: Any, signature: Any, example: Any) -> Signature:
+    if isinstance(signature, Signature):
+        return signature
+    if isinstance(signature, Mapping):
+        return Signature.from_dict(signature)
+    if example is not None:
+        return Signature.infer(example)
+    inferred = flv.infer_signature(model) if hasattr(flv, "infer_signature") else None
+    if inferred is None:
+        raise InvalidInputError(
+            "cannot tell what this model takes as input; pass example= (a few rows of training "
+            "data) or signature="
+        )
+    return inferred  # type: ignore[no-any-return]
+
+
+def _check_labels_from_proba(flavor: str, model: Any, manifest: Manifest, tmp: Path) -> None:
+    """Record whether argmax(predict_proba) reproduces predict(), so serving can skip a call."""
+    if flavor != "sklearn" or manifest.signature.task != "classification":
+        return
+    if not hasattr(model, "predict_proba"):
+        return
+    from modelport.flavors.sklearn import SklearnPredictor
+
+    predictor = SklearnPredictor(model, model_input=manifest.flavor_info["model_input"],
+                                 signature=manifest.signature, labels_from_proba=False)
+    example = manifest.signature.coerce(pq.read_table(tmp / "example.parquet"))
+    x = predictor.features(example)
+    import numpy as np
+
+    proba = np.asarray(model.predict_proba(x))
+    labels = np.asarray(model.predict(x))
+    classes = np.asarray(model.classes_)
+    manifest.flavor_info["labels_from_proba"] = bool(
+        np.array_equal(classes[proba.argmax(axis=1)], labels)
+    )
