@@ -1,0 +1,79 @@
+"""Helpers every command shares: settings and registry from flags, and printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelport.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from modelport.registry import Registry
+    from modelport.settings import Settings
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    from modelport.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "registry", None):
+        overrides["registry_url"] = args.registry
+    if getattr(args, "artifacts", None):
+        overrides["artifacts"] = args.artifacts
+    return Settings.from_env(**overrides)
+
+
+def registry_from(args: argparse.Namespace) -> Registry:
+    from modelport.registry import Registry
+
+    return Registry.from_settings(settings_from(args))
+
+
+def to_plain(value: Any) -> Any:
+    """JSON-safe plain Python for NumPy scalars/arrays, paths and nested containers."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
+    """Print ``data`` as JSON with ``--json``, else ``text`` (or a readable rendering)."""
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(to_plain(data), indent=None, sort_keys=False) + "\n")
+    elif text is not None:
+        sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+    else:
+        sys.stdout.write(json.dumps(to_plain(data), indent=2) + "\n")
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain fixed-width text table."""
+    if not rows:
+        return "(none)"
+    cells = [[str(to_plain(r.get(c, ""))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def existing_file(path: str, what: str = "file") -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigurationError(f"{what} {path!r} does not exist")
+    return p

@@ -1,0 +1,112 @@
+"""The ``modelport`` command: parse, call the library, print.
+
+Each command group lives in its own module under ``modelport.cli`` and exposes
+``register(subparsers)``, which adds its parsers and sets ``func(args) -> int`` on each. Errors are
+mapped to exit codes here, in one table; a user mistake prints one line on stderr, never a
+traceback (set ``MODELPORT_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from modelport import errors
+
+#: command modules, in the order they appear in ``--help``
+COMMAND_MODULES = [
+    "modelport.cli.models",
+    "modelport.cli.predict",
+    "modelport.cli.importer",
+    "modelport.cli.quickstart",
+    "modelport.cli.serve",
+    "modelport.cli.batch",
+    "modelport.cli.stream",
+]
+
+#: exit code per error class (most specific first); 1 is the fallback for any ModelportError
+EXIT_CODES: list[tuple[type[errors.ModelportError], int]] = [
+    (errors.InvalidInputError, 3),
+    (errors.InvalidReferenceError, 3),
+    (errors.ConfigurationError, 2),
+    (errors.NotFoundError, 4),
+    (errors.ConflictError, 5),
+    (errors.IntegrityError, 6),
+    (errors.UntrustedArtifactError, 7),
+    (errors.UnsupportedModelError, 8),
+    (errors.ModelLoadError, 9),
+    (errors.PredictionError, 10),
+    (errors.StorageError, 11),
+    (errors.OverloadedError, 12),
+    (errors.RequestTimeoutError, 12),
+]
+USAGE_EXIT = 2
+
+
+def exit_code(exc: errors.ModelportError) -> int:
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_EXIT, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="modelport",
+                     description="Take a trained model into production.")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--registry", metavar="URL",
+                        help="registry database URL (default: MODELPORT_REGISTRY_URL or "
+                             "sqlite under MODELPORT_HOME)")
+    parser.add_argument("--artifacts", metavar="URI",
+                        help="artifact store (default: MODELPORT_ARTIFACTS or a local folder)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command group not built yet in this checkout
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return USAGE_EXIT
+    try:
+        return int(args.func(args) or 0)
+    except errors.ModelportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if os.environ.get("MODELPORT_DEBUG"):
+            raise
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
