@@ -84,9 +84,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_GLOBAL_FLAGS = {"--json": 0, "-v": 0, "--verbose": 0, "--registry": 1, "--artifacts": 1}
+
+
+def hoist_global_flags(argv: Sequence[str]) -> list[str]:
+    """Let global options appear anywhere (``modelport models list --json``)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in _GLOBAL_FLAGS:
+            takes = _GLOBAL_FLAGS[name] and "=" not in arg
+            front.extend(argv[i:i + 1 + takes])
+            i += 1 + takes
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(hoist_global_flags(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
