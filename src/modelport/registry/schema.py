@@ -1,0 +1,182 @@
+"""The registry's tables (SQLAlchemy Core) and its ordered list of schema migrations.
+
+A database without a ``modelport_schema`` table is created from the current table definitions
+and stamped with the newest migration number. A database stamped with an older number gets the
+missing migrations applied in order, each in the same transaction as its stamp. ``upgrade`` is
+idempotent and serialised between processes (PostgreSQL: a transaction-level advisory lock;
+SQLite: ``BEGIN IMMEDIATE``), so two servers starting at once do not race.
+
+To change the schema: edit the table below, then append a ``Migration`` whose ``apply`` brings
+an existing database from the previous number to the new shape (``ALTER TABLE ...``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from modelport.errors import ConfigurationError
+
+metadata = sa.MetaData()
+
+models = sa.Table(
+    "modelport_models",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("archived", sa.Boolean, nullable=False, default=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+)
+
+versions = sa.Table(
+    "modelport_versions",
+    metadata,
+    sa.Column("name", sa.String(128), sa.ForeignKey("modelport_models.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("artifact_uri", sa.Text, nullable=False),
+    sa.Column("flavor", sa.String(64), nullable=False),
+    sa.Column("manifest", sa.JSON, nullable=False),
+    sa.Column("files", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("archived", sa.Boolean, nullable=False, default=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+)
+
+aliases = sa.Table(
+    "modelport_aliases",
+    metadata,
+    sa.Column("name", sa.String(128), sa.ForeignKey("modelport_models.name"), primary_key=True),
+    sa.Column("alias", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["name", "version"], ["modelport_versions.name", "modelport_versions.version"]
+    ),
+)
+
+audit = sa.Table(
+    "modelport_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("host", sa.String(256), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=True, index=True),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("details", sa.JSON, nullable=False),
+)
+
+#: One row; ``counter`` is bumped in the same transaction as every change (``state_token``).
+state = sa.Table(
+    "modelport_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("instance", sa.String(32), nullable=False),
+    sa.Column("counter", sa.BigInteger, nullable=False),
+)
+
+schema_versions = sa.Table(
+    "modelport_schema",
+    sa.MetaData(),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: ``apply`` runs inside the upgrade transaction."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _create_baseline(conn: Connection) -> None:
+    metadata.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "models, versions, aliases, audit, state", _create_baseline),
+)
+LATEST_SCHEMA = MIGRATIONS[-1].version
+
+#: Arbitrary constant naming the PostgreSQL advisory lock held while upgrading.
+_ADVISORY_LOCK_KEY = 0x6D6F64656C706F  # "modelpo"
+
+
+def current_version(conn: Connection) -> int:
+    """The newest migration recorded in the database; 0 for an empty database."""
+    if not sa.inspect(conn).has_table(schema_versions.name):
+        return 0
+    return int(conn.execute(sa.select(sa.func.max(schema_versions.c.version))).scalar() or 0)
+
+
+def upgrade(engine: Engine) -> int:
+    """Bring the database to ``LATEST_SCHEMA``; return the number it was at before.
+
+    Cheap when nothing is to do (one read). Safe to call from many processes at once.
+    """
+    with engine.connect() as conn:
+        before = current_version(conn)
+        conn.rollback()
+    if before == LATEST_SCHEMA:
+        return before
+    if before > LATEST_SCHEMA:
+        raise _newer(before)
+    with engine.connect() as conn:
+        conn.execution_options(modelport_write=True)  # SQLite: BEGIN IMMEDIATE
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
+                             {"k": _ADVISORY_LOCK_KEY})
+            before = current_version(conn)
+            if before > LATEST_SCHEMA:
+                raise _newer(before)
+            now = datetime.now(UTC)
+            if before == 0:
+                schema_versions.create(conn, checkfirst=True)
+                metadata.create_all(conn)
+                conn.execute(sa.insert(state).values(
+                    id=1, instance=uuid.uuid4().hex[:12], counter=0))
+                pending = list(MIGRATIONS)
+            else:
+                pending = [m for m in MIGRATIONS if m.version > before]
+                for migration in pending:
+                    migration.apply(conn)
+            for migration in pending:
+                conn.execute(sa.insert(schema_versions).values(
+                    version=migration.version, description=migration.description,
+                    applied_at=now))
+    return before
+
+
+def _newer(found: int) -> ConfigurationError:
+    return ConfigurationError(
+        f"the registry database has schema version {found}, newer than this modelport "
+        f"understands ({LATEST_SCHEMA}); upgrade modelport on this machine"
+    )
+
+
+__all__ = [
+    "LATEST_SCHEMA",
+    "MIGRATIONS",
+    "Migration",
+    "aliases",
+    "audit",
+    "current_version",
+    "metadata",
+    "models",
+    "state",
+    "upgrade",
+    "versions",
+]
