@@ -84,7 +84,7 @@ def save(
         task=description.task if description.task != "other" else sig.task,
         classes=description.classes,
     )
-    name = validate_name(name or target.name)
+    name = validate_name(name if name is not None else target.name)
     example_batch = sig.coerce(example).slice(0, EXAMPLE_ROWS) if example is not None else None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

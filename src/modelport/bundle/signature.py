@@ -208,7 +208,10 @@ class Signature:
         spec = next((s for s in self.inputs if s.name in data), None)
         if spec is None:
             return False
-        return int(np.ndim(data[spec.name])) == len(spec.shape)
+        try:
+            return int(np.ndim(data[spec.name])) == len(spec.shape)
+        except ValueError:  # ragged nesting: let the tensor check report the shapes
+            return False
 
     def _check_extra(self, names: Sequence[str], allow_extra: bool) -> None:
         if allow_extra:
@@ -356,14 +359,25 @@ def _as_frame(example: Any) -> Any:
 
 
 def _dtype_name(dtype: Any, values: Array | None = None) -> str:
-    kind = np.dtype(dtype).kind if not hasattr(dtype, "numpy_dtype") else "O"
+    if not isinstance(dtype, np.dtype):  # pandas extension dtypes (string, Int64, boolean, …)
+        text = str(dtype).lower()
+        if text in ("boolean", "bool"):
+            return "bool"
+        if text.startswith(("int", "uint", "float")):
+            return text
+        if text.startswith(("string", "str", "category", "object")):
+            return "string"
+        raise InvalidInputError(
+            f"unsupported column dtype {dtype}; convert it to numbers or strings"
+        )
+    kind = dtype.kind
     if kind == "b":
         return "bool"
     if kind in "iu":
-        return np.dtype(dtype).name
+        return dtype.name
     if kind == "f":
-        return "float32" if np.dtype(dtype) == np.float32 else "float64"
-    if kind in "OUS" or str(dtype) in ("string", "category", "str"):
+        return "float32" if dtype == np.float32 else "float64"
+    if kind in "OUS":
         if values is not None:
             sample = [v for v in values[:1000] if v is not None and v == v]
             if sample and all(isinstance(v, bool) for v in sample):
