@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.cli.common import emit, existing_file, registry_from, table
 from modelport.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from modelport.registry import ModelVersion
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -80,16 +83,16 @@ def _pairs(items: list[str], *, need_value: bool) -> dict[str, str | None]:
     return out
 
 
-def version_summary(v: Any) -> dict[str, Any]:
+def version_summary(v: ModelVersion) -> dict[str, Any]:
     return {
         "name": v.name,
         "version": v.version,
         "flavor": v.flavor,
-        "aliases": list(getattr(v, "aliases", []) or []),
-        "created_at": str(v.created_at),
-        "created_by": getattr(v, "created_by", None),
-        "archived": bool(getattr(v, "archived", False)),
-        "tags": dict(getattr(v, "tags", {}) or {}),
+        "aliases": list(v.aliases),
+        "created_at": v.created_at.isoformat(timespec="seconds"),
+        "created_by": v.created_by,
+        "archived": v.archived,
+        "tags": dict(v.tags),
     }
 
 
@@ -112,10 +115,9 @@ def _list(args: argparse.Namespace) -> int:
                                       "archived"]))
         return 0
     models = reg.list_models()
-    rows = [{"name": m.name, "versions": getattr(m, "versions", None),
-             "latest": getattr(m, "latest_version", None),
-             "aliases": ",".join(f"{a}={v}" for a, v in sorted(
-                 (getattr(m, "aliases", {}) or {}).items()))} for m in models]
+    rows = [{"name": m.name, "versions": m.version_count, "latest": m.latest_version,
+             "aliases": ",".join(f"{a}={v}" for a, v in sorted(m.aliases.items()))}
+            for m in models]
     emit(args, rows, table(rows, ["name", "versions", "latest", "aliases"]))
     return 0
 
@@ -166,9 +168,9 @@ def _tag(args: argparse.Namespace) -> int:
     version = reg.resolve(args.ref)
     for key, value in _pairs(args.tags, need_value=False).items():
         if value is None:
-            reg.delete_tag(version.name, version.version, key)
+            reg.delete_tag(version.ref, key)
         else:
-            reg.set_tag(version.name, version.version, key, value)
+            reg.set_tag(version.ref, key, value)
     updated = reg.resolve(f"{version.name}:{version.version}")
     emit(args, version_summary(updated),
          f"{updated.name}:{updated.version} tags: {dict(updated.tags or {})}")
@@ -177,7 +179,7 @@ def _tag(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     entries = registry_from(args).audit(args.name, limit=args.limit)
-    rows = [{"at": str(e.at), "actor": e.actor, "host": e.host, "action": e.action,
+    rows = [{"at": e.at.isoformat(timespec="seconds"), "actor": e.actor, "host": e.host, "action": e.action,
              "model": e.name, "version": e.version, "details": e.details} for e in entries]
     emit(args, rows, table(rows, ["at", "actor", "host", "action", "model", "version"]))
     return 0
