@@ -113,7 +113,7 @@ class Registry:
         """
         source = Path(bundle_dir)
         manifest = Manifest.read(source)
-        name = check_name(name or manifest.name or source.name)
+        name = check_name(name if name is not None else (manifest.name or source.name))
         version_tags = {**manifest.tags, **{str(k): str(v) for k, v in (tags or {}).items()}}
         for key, value in version_tags.items():
             check_tag(key, value)
