@@ -1,0 +1,167 @@
+"""``modelport stream run REF --source URI --sink URI``: a streaming inference worker.
+
+Runs until SIGTERM / SIGINT, then finishes the batch in flight, commits it and leaves the
+consumer group. Start more workers with the same ``--group`` to share the partitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from modelport.cli.common import registry_from
+from modelport.errors import ConfigurationError
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("stream", help="predict on a Kafka topic or Redis stream as events arrive")
+    verbs = p.add_subparsers(dest="stream_command", metavar="COMMAND")
+    run = verbs.add_parser(
+        "run", help="consume, predict in micro-batches, produce; commit after delivery",
+        description="Consume JSON records, predict them in micro-batches and write each "
+                    "prediction to a topic, a stream or a database table. Offsets are committed "
+                    "only after the sink has the outputs (at-least-once; SQL sinks upsert).")
+    run.add_argument("ref", help="NAME, NAME:VERSION, NAME@ALIAS or a bundle directory")
+    run.add_argument("--source", required=True, metavar="URI",
+                     help="kafka://HOST:PORT/TOPIC or redis://HOST:PORT/DB/STREAM")
+    run.add_argument("--sink", required=True, metavar="URI",
+                     help="kafka://HOST:PORT/TOPIC, redis://HOST:PORT/DB/STREAM or a database "
+                          "URL (then --table)")
+    run.add_argument("--group", metavar="G",
+                     help="consumer group (default: modelport-<model name>)")
+    run.add_argument("--table", metavar="NAME", help="table for a database sink")
+    run.add_argument("--key-columns", metavar="A,B",
+                     help="upsert key of a database sink (default: the input's "
+                          "topic, partition, offset and index)")
+    run.add_argument("--passthrough", metavar="F1,F2", default="",
+                     help="input fields copied into every output")
+    run.add_argument("--dead-letter", metavar="URI",
+                     help="where malformed or invalid messages go (default: the source's "
+                          "topic or stream + '.dlq')")
+    run.add_argument("--max-batch", type=int, default=500, metavar="N",
+                     help="most messages per prediction call (default 500)")
+    run.add_argument("--max-wait-ms", type=float, default=100.0, metavar="T",
+                     help="longest wait to fill a batch (default 100)")
+    run.add_argument("--exactly-once", action="store_true",
+                     help="Kafka to Kafka: outputs and offsets in one transaction")
+    run.add_argument("--strict", action="store_true",
+                     help="dead-letter records with fields the model does not take")
+    run.add_argument("--metrics-port", type=int, metavar="PORT",
+                     help="serve Prometheus metrics on 127.0.0.1:PORT")
+    run.add_argument("--session-timeout-ms", type=int, default=10_000, metavar="MS",
+                     help="Kafka consumer session timeout (default 10000)")
+    run.add_argument("--from", dest="start_from", choices=("earliest", "latest"),
+                     default="earliest", help="where a new group starts (default earliest)")
+    run.add_argument("--consumer-name", metavar="NAME",
+                     help="Redis consumer name (default: HOST-PID)")
+    run.add_argument("--claim-idle-ms", type=int, default=30_000, metavar="MS",
+                     help="Redis: claim entries another consumer left pending this long")
+    run.add_argument("--kafka-config", action="append", default=[], metavar="KEY=VALUE",
+                     help="extra librdkafka setting for consumer and producer (repeatable)")
+    run.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    run.add_argument("--trusted", action="store_true",
+                     help="allow pickle-based artifacts (only for models you trust)")
+    run.set_defaults(func=_run)
+    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+def _kafka_config(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"--kafka-config {pair!r}: write KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _runner(args: argparse.Namespace) -> Any:
+    from modelport.core.runner import Runner
+
+    if Path(args.ref).is_dir():
+        from modelport.bundle.model import load_bundle
+
+        return Runner(load_bundle(args.ref, trusted=args.trusted))
+    from modelport.core.service import InferenceService
+
+    return InferenceService(registry_from(args), trusted=args.trusted).runner(args.ref)
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    if not args.log_json:
+        logging.getLogger("modelport.stream").setLevel(logging.INFO)
+        return
+    from modelport.stream.logformat import JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from modelport.stream import StreamLoop, StreamMetrics, StreamOptions, open_sink, open_source
+    from modelport.stream import parse as parse_endpoint
+    from modelport.stream.failpoint import ENV, CrashAt
+
+    _configure_logging(args)
+    if args.max_batch < 1 or args.max_wait_ms < 0:
+        raise ConfigurationError("--max-batch must be at least 1 and --max-wait-ms not negative")
+    source_at = parse_endpoint(args.source)
+    sink_at = parse_endpoint(args.sink)
+    dead_at = parse_endpoint(args.dead_letter) if args.dead_letter else \
+        source_at.with_name(f"{source_at.name}.dlq")
+    if dead_at.kind == "sql":
+        raise ConfigurationError("--dead-letter must be a Kafka topic or a Redis stream")
+    if source_at.kind == "kafka":
+        from modelport.stream.kafka import wait_for_topics
+
+        wait_for_topics(source_at.location, [source_at.name])
+
+    runner = _runner(args)
+    group = args.group or f"modelport-{runner.name}"
+    consumer = args.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+    kafka_config = _kafka_config(args.kafka_config)
+    source = open_source(source_at, group=group, consumer=consumer,
+                         session_timeout_ms=args.session_timeout_ms, start_from=args.start_from,
+                         claim_idle_ms=args.claim_idle_ms, config=kafka_config)
+    transactional_id = f"modelport-{group}-{consumer}" if args.exactly_once else None
+    sink = open_sink(sink_at, table=args.table, key_columns=_csv(args.key_columns),
+                     transactional_id=transactional_id, config=kafka_config)
+    shared = dead_at.kind == sink_at.kind and dead_at.location == sink_at.location
+    dead_letters = sink if shared else open_sink(dead_at, config=kafka_config)
+
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    if args.metrics_port is not None:
+        start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
+
+    options = StreamOptions(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                            passthrough=_csv(args.passthrough), allow_extra=not args.strict,
+                            exactly_once=args.exactly_once)
+    loop = StreamLoop(runner, source, sink, dead_letters=dead_letters,
+                      dead_letter_topic=dead_at.name, options=options, metrics=metrics,
+                      failpoint=CrashAt.from_env(os.environ.get(ENV)))
+
+    def _stop(signum: int, frame: Any) -> None:
+        loop.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    totals = loop.run()
+    print(f"stopped after {totals.messages} messages: {totals.outputs} predictions, "
+          f"{totals.dead_letters} dead letters", file=sys.stderr)
+    return 0

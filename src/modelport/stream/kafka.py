@@ -1,0 +1,282 @@
+"""Kafka through confluent-kafka (librdkafka): a consumer-group ``Source`` and a producer ``Sink``.
+
+The source never auto-commits: the worker commits offsets synchronously after the sink has the
+outputs. The sink waits for every delivery report (``acks=all``, idempotent producer) before
+``write`` returns. With a ``transactional_id`` the sink offers exactly-once: produce and the
+consumer's offsets go into one Kafka transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from modelport.errors import ConfigurationError
+from modelport.stream.message import Message, Output
+from modelport.stream.sink import SinkError
+from modelport.stream.source import RevokeHook, Source
+
+log = logging.getLogger("modelport.stream.kafka")
+
+#: commit errors that mean "a rebalance took these partitions": the next owner repeats them
+_REBALANCE_ERRORS = {
+    KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID, KafkaError._NO_OFFSET, KafkaError._STATE,
+}
+
+
+class KafkaSource:
+    """A member of consumer group ``group`` reading ``topics`` from ``bootstrap``."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        group: str,
+        *,
+        session_timeout_ms: int = 10_000,
+        start_from: str = "earliest",
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.group = group
+        self.name = f"kafka://{bootstrap}/{','.join(topics)}"
+        self.config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": start_from,
+            "session.timeout.ms": session_timeout_ms,
+            "heartbeat.interval.ms": max(session_timeout_ms // 4, 100),
+            "enable.partition.eof": False,
+            **dict(config or {}),
+        }
+        self.consumer: Consumer | None = None
+        self.assignment: set[tuple[str, int]] = set()
+        self._on_revoke: RevokeHook | None = None
+
+    def start(self, on_revoke: RevokeHook | None = None) -> None:
+        self._on_revoke = on_revoke
+        try:
+            self.consumer = Consumer(self.config, logger=log)
+        except KafkaException as exc:
+            raise ConfigurationError(f"cannot create a Kafka consumer: {exc}") from None
+        self.consumer.subscribe(self.topics, on_assign=self._assigned,
+                                on_revoke=self._revoked, on_lost=self._revoked)
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assignment |= {(tp.topic, tp.partition) for tp in partitions}
+        log.info("assigned %s", sorted(f"{t}/{p}" for t, p in self.assignment))
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = [(tp.topic, tp.partition) for tp in partitions]
+        self.assignment -= set(gone)
+        if self._on_revoke is not None:
+            self._on_revoke(gone)
+
+    def poll(self, max_messages: int, timeout_s: float) -> list[Message]:
+        consumer = self._consumer()
+        raw = consumer.consume(max_messages, timeout_s)
+        out: list[Message] = []
+        owned = self.assignment
+        for m in raw:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer: %s", err)
+                continue
+            topic, partition = cast(str, m.topic()), cast(int, m.partition())
+            if (topic, partition) not in owned:  # revoked while this batch was read
+                continue
+            headers: Any = m.headers()
+            out.append(Message(
+                topic, partition, cast(int, m.offset()), m.key(), m.value(),
+                tuple((k, v or b"") for k, v in headers) if headers else (),
+                m.timestamp()[1],
+            ))
+        return out
+
+    def offsets(self, messages: Sequence[Message]) -> list[TopicPartition]:
+        """The next offset to read per partition after ``messages``."""
+        top: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic, m.partition)
+            offset = int(m.offset)
+            if top.get(key, -1) < offset:
+                top[key] = offset
+        return [TopicPartition(t, p, o + 1) for (t, p), o in top.items()]
+
+    def commit(self, messages: Sequence[Message]) -> None:
+        offsets = self.offsets(messages)
+        if not offsets:
+            return
+        try:
+            self._consumer().commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.code() in _REBALANCE_ERRORS:
+                log.warning("commit lost to a rebalance (%s); the partitions' next owner "
+                            "repeats the last batch", err.str())
+                return
+            raise SinkError(f"offset commit failed: {exc}") from None
+
+    def group_metadata(self) -> Any:
+        return self._consumer().consumer_group_metadata()
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        consumer = self._consumer()
+        tps = [TopicPartition(t, p) for t, p in sorted(self.assignment)]
+        if not tps:
+            return {}
+        out: dict[tuple[str, int], int] = {}
+        for tp in consumer.position(tps):
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                out[(tp.topic, tp.partition)] = max(high - tp.offset, 0)
+        return out
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()  # leaves the group: revokes, so others take over at once
+            self.consumer = None
+
+    def _consumer(self) -> Consumer:
+        if self.consumer is None:
+            raise ConfigurationError("the Kafka source is not started; call start() first")
+        return self.consumer
+
+
+class KafkaSink:
+    """Produces outputs to ``topic`` (dead letters to their own topic) and waits for acks."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        transactional_id: str | None = None,
+        flush_timeout_s: float = 30.0,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.name = f"kafka://{bootstrap}/{topic}"
+        self.transactional_id = transactional_id
+        self.flush_timeout_s = flush_timeout_s
+        self.config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "partitioner": "murmur2_random",  # keys land where Java clients put them
+            **({"transactional.id": transactional_id} if transactional_id else {}),
+            **dict(config or {}),
+        }
+        self.producer: Producer | None = None
+        self._failed: list[KafkaError] = []
+
+    def start(self) -> None:
+        try:
+            self.producer = Producer(self.config, logger=log)
+        except KafkaException as exc:
+            raise ConfigurationError(f"cannot create a Kafka producer: {exc}") from None
+        if self.transactional_id:
+            try:
+                self.producer.init_transactions(self.flush_timeout_s)
+            except KafkaException as exc:
+                raise ConfigurationError(
+                    f"the Kafka cluster at {self.bootstrap} refused transactions ({exc}); run "
+                    "without --exactly-once"
+                ) from None
+
+    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self._failed.append(err)
+
+    def _produce_all(self, outputs: Sequence[Output]) -> None:
+        producer = self._producer()
+        produce = producer.produce
+        default, on_delivery = self.topic, self._delivered
+        for out in outputs:
+            while True:
+                try:
+                    produce(out.topic or default, out.value, out.key,
+                            headers=list(out.headers), on_delivery=on_delivery)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    producer.poll(0.05)
+                except KafkaException as exc:
+                    raise SinkError(f"cannot produce to {out.topic or default}: {exc}") from None
+
+    def write(self, outputs: Sequence[Output]) -> None:
+        self._failed = []
+        self._produce_all(outputs)
+        left = self._producer().flush(self.flush_timeout_s)
+        if left:
+            raise SinkError(f"{left} messages not acknowledged by {self.bootstrap} within "
+                            f"{self.flush_timeout_s:.0f}s")
+        if self._failed:
+            raise SinkError(f"{len(self._failed)} messages not delivered: "
+                            f"{self._failed[0].str()}")
+
+    def write_and_commit(
+        self, outputs: Sequence[Output], messages: Sequence[Message], source: Source
+    ) -> None:
+        if not isinstance(source, KafkaSource) or not self.transactional_id:
+            raise ConfigurationError("exactly-once needs a Kafka source and a transactional sink")
+        producer = self._producer()
+        self._failed = []
+        try:
+            producer.begin_transaction()
+            self._produce_all(outputs)
+            producer.send_offsets_to_transaction(
+                source.offsets(messages), source.group_metadata(), self.flush_timeout_s)
+            producer.commit_transaction(self.flush_timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.txn_requires_abort():
+                producer.abort_transaction(self.flush_timeout_s)
+                raise SinkError(f"transaction aborted, will retry: {err.str()}") from None
+            retriable = isinstance(err, KafkaError) and err.retriable()
+            raise SinkError(f"transaction failed: {exc}", transient=retriable) from None
+        except SinkError:
+            producer.abort_transaction(self.flush_timeout_s)
+            raise
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.flush(self.flush_timeout_s)
+            self.producer = None
+
+    def _producer(self) -> Producer:
+        if self.producer is None:
+            raise ConfigurationError("the Kafka sink is not started; call start() first")
+        return self.producer
+
+
+def wait_for_topics(bootstrap: str, topics: Sequence[str], timeout_s: float = 10.0) -> None:
+    """Fail early, with advice, if the source topics do not exist."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            meta = admin.list_topics(timeout=max(deadline - time.monotonic(), 0.5))
+        except KafkaException as exc:
+            raise ConfigurationError(
+                f"cannot reach Kafka at {bootstrap} ({exc}); check the host and port") from None
+        missing = [t for t in topics if t not in meta.topics]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise ConfigurationError(
+                f"topic {missing[0]!r} does not exist on {bootstrap}; create it first")
+        time.sleep(0.2)

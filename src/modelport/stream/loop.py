@@ -1,0 +1,339 @@
+"""``StreamLoop``: read a micro-batch, predict it in one call, write the outputs, then commit.
+
+One iteration::
+
+    source.poll(N messages or T ms)
+      → decode JSON            (malformed → dead letter)
+      → Signature.coerce       (records that do not fit → dead letter)
+      → Runner.predict         (one vectorized call; a failing batch is retried per message)
+      → encode                 (key, prediction, model, input position, latency, passthrough)
+      → sink.write             (durable: delivery reports / database commit; retried with backoff)
+      → source.commit          (only now)
+
+Because the commit follows the durable write, a crash anywhere loses nothing and repeats at most
+the batch in flight (at-least-once); SQL sinks upsert, so they keep one row per input. With
+``exactly_once`` a :class:`~modelport.stream.sink.TransactionalSink` writes the outputs and the
+commit in one transaction. ``stop()`` (SIGTERM) lets the batch in flight finish and commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelport.bundle.model import Model
+from modelport.core.batch import Batch, Result
+from modelport.core.runner import Runner
+from modelport.errors import ConfigurationError, InvalidInputError, ModelportError
+from modelport.stream.codec import (
+    INVALID_INPUT,
+    MALFORMED,
+    PREDICTION_FAILED,
+    MalformedMessageError,
+    MessageCodec,
+)
+from modelport.stream.message import Message, Output
+from modelport.stream.metrics import StreamMetrics
+from modelport.stream.sink import Sink, SinkError, TransactionalSink
+from modelport.stream.source import Source
+
+log = logging.getLogger("modelport.stream")
+
+#: called at named points of an iteration ("written": outputs durable, not yet committed)
+Failpoint = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry schedule for transient sink errors: ``initial_s`` doubling up to ``max_s``."""
+
+    initial_s: float = 0.1
+    max_s: float = 5.0
+    attempts: int = 30
+
+    def delays(self) -> list[float]:
+        out, delay = [], self.initial_s
+        for _ in range(self.attempts - 1):
+            out.append(delay)
+            delay = min(delay * 2, self.max_s)
+        return out
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How the loop batches, what it copies through, and how it delivers."""
+
+    max_batch: int = 500
+    max_wait_ms: float = 100.0
+    passthrough: tuple[str, ...] = ()
+    allow_extra: bool = True
+    exactly_once: bool = False
+    backoff: Backoff = Backoff()
+    lag_interval_s: float = 1.0
+
+
+@dataclass
+class BatchReport:
+    """What one iteration did (returned by ``run_once``; also logged)."""
+
+    messages: int = 0
+    outputs: int = 0
+    dead_letters: int = 0
+    seconds: float = 0.0
+
+
+class StreamLoop:
+    def __init__(
+        self,
+        model: Runner | Model,
+        source: Source,
+        sink: Sink,
+        *,
+        dead_letters: Sink | None = None,
+        dead_letter_topic: str | None = None,
+        options: StreamOptions | None = None,
+        metrics: StreamMetrics | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+        failpoint: Failpoint | None = None,
+    ) -> None:
+        self.runner = model if isinstance(model, Runner) else Runner(model)
+        self.source = source
+        self.sink = sink
+        self.dead_letters = dead_letters or sink
+        self.options = options or StreamOptions()
+        self.metrics = metrics
+        self.clock = clock
+        self.sleep = sleep
+        self.failpoint = failpoint
+        self.codec = MessageCodec(
+            model=self.runner.name, version=self.runner.version,
+            passthrough=self.options.passthrough, dead_letter_topic=dead_letter_topic,
+        )
+        self._stop = threading.Event()
+        self._last_lag = 0.0
+        self.totals = BatchReport()
+        if self.options.exactly_once and not (
+            isinstance(sink, TransactionalSink) and self.dead_letters is sink
+        ):
+            raise ConfigurationError(
+                "--exactly-once needs a Kafka sink whose dead-letter topic is on the same "
+                "cluster (outputs, dead letters and offsets go into one transaction)"
+            )
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        """Finish the batch in flight, commit it, and return from ``run``."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self) -> None:
+        self.sink.start()
+        if self.dead_letters is not self.sink:
+            self.dead_letters.start()
+        self.source.start(on_revoke=self._revoked)
+
+    def run(self) -> BatchReport:
+        """Process batches until ``stop()``; then close the source (leaving the group)."""
+        self.start()
+        log.info("stream worker started", extra={"source": self.source.name,
+                                                 "sink": self.sink.name,
+                                                 "model": self.runner.model.ref})
+        try:
+            while not self._stop.is_set():
+                self.run_once()
+        finally:
+            self.close()
+        log.info("stream worker stopped", extra={"messages": self.totals.messages,
+                                                 "outputs": self.totals.outputs,
+                                                 "dead_letters": self.totals.dead_letters})
+        return self.totals
+
+    def close(self) -> None:
+        self.source.close()
+        self.sink.close()
+        if self.dead_letters is not self.sink:
+            self.dead_letters.close()
+
+    def _revoked(self, partitions: list[tuple[str, int]]) -> None:
+        # Everything processed so far is committed before the next poll, so nothing is left
+        # to commit here; the source drops read-but-unprocessed messages of these partitions.
+        if self.metrics is not None:
+            self.metrics.revocations.inc()
+        log.info("partitions revoked", extra={"partitions": [f"{t}/{p}" for t, p in partitions]})
+
+    # ------------------------------------------------------------------ one batch
+    def run_once(self) -> BatchReport:
+        opts = self.options
+        messages = self.source.poll(opts.max_batch, opts.max_wait_ms / 1000.0)
+        report = self.process(messages) if messages else BatchReport()
+        self._update_lag()
+        return report
+
+    def process(self, messages: Sequence[Message]) -> BatchReport:
+        start = self.clock()
+        outputs, dead = self._predict(messages, start)
+        if self.options.exactly_once:
+            assert isinstance(self.sink, TransactionalSink)
+            both = [*outputs, *dead]
+            self._retry(lambda: self.sink.write_and_commit(  # type: ignore[attr-defined]
+                both, messages, self.source))
+            self._fail("written")
+        else:
+            if self.dead_letters is self.sink:
+                self._write(self.sink, [*outputs, *dead])
+            else:
+                self._write(self.sink, outputs)
+                self._write(self.dead_letters, dead)
+            self._fail("written")
+            self.source.commit(messages)
+        self._fail("committed")
+        seconds = self.clock() - start
+        report = BatchReport(len(messages), len(outputs), len(dead), seconds)
+        self._account(messages, report, dead)
+        return report
+
+    def _predict(self, messages: Sequence[Message], start: float) -> tuple[
+            list[Output], list[Output]]:
+        dead: list[Output] = []
+        decoded: list[tuple[Message, list[dict[str, Any]]]] = []
+        for msg in messages:
+            try:
+                decoded.append((msg, self.codec.decode(msg)))
+            except MalformedMessageError as exc:
+                dead.append(self.codec.dead_letter(msg, MALFORMED, str(exc)))
+        if not decoded:
+            return [], dead
+        decoded, batches = self._coerce(decoded, dead)
+        if not decoded:
+            return [], dead
+        results = self._call(decoded, batches, dead)
+        latency_ms = (self.clock() - start) * 1000.0
+        outputs: list[Output] = []
+        encode = self.codec.encode
+        for (msg, records), result in results:
+            for i, (record, prediction) in enumerate(
+                    zip(records, result.to_records(), strict=True)):
+                outputs.append(encode(msg, i, record, prediction, latency_ms=latency_ms))
+        return outputs, dead
+
+    def _coerce(
+        self, decoded: list[tuple[Message, list[dict[str, Any]]]], dead: list[Output]
+    ) -> tuple[list[tuple[Message, list[dict[str, Any]]]], list[Batch]]:
+        """One batch for all records when they all fit; else find the messages that do not."""
+        signature = self.runner.model.signature
+        extra = self.options.allow_extra
+        try:
+            records = [r for _, recs in decoded for r in recs]
+            return decoded, [signature.coerce(records, allow_extra=extra)]
+        except InvalidInputError:
+            pass
+        kept: list[tuple[Message, list[dict[str, Any]]]] = []
+        batches: list[Batch] = []
+        for msg, recs in decoded:
+            try:
+                batches.append(signature.coerce(recs, allow_extra=extra))
+                kept.append((msg, recs))
+            except InvalidInputError as exc:
+                dead.append(self.codec.dead_letter(msg, INVALID_INPUT, str(exc)))
+        return kept, batches
+
+    def _call(
+        self,
+        decoded: list[tuple[Message, list[dict[str, Any]]]],
+        batches: list[Batch],
+        dead: list[Output],
+    ) -> list[tuple[tuple[Message, list[dict[str, Any]]], Result]]:
+        """Predict everything in one call; if that fails, message by message."""
+        batch = Batch.concat(batches) if len(batches) > 1 else batches[0]
+        request_id = decoded[0][0].request_id
+        sizes = [len(recs) for _, recs in decoded]
+        try:
+            result = self.runner.predict(batch, source="stream", request_id=request_id)
+            return list(zip(decoded, result.split(sizes), strict=True))
+        except ModelportError as exc:
+            if len(decoded) == 1:
+                dead.append(self.codec.dead_letter(decoded[0][0], PREDICTION_FAILED, str(exc)))
+                return []
+        out: list[tuple[tuple[Message, list[dict[str, Any]]], Result]] = []
+        start = 0
+        for item, size in zip(decoded, sizes, strict=True):
+            one = batch.slice(start, start + size)
+            start += size
+            try:
+                result = self.runner.predict(one, source="stream", request_id=item[0].request_id)
+                out.append((item, result))
+            except ModelportError as exc:
+                dead.append(self.codec.dead_letter(item[0], PREDICTION_FAILED, str(exc)))
+        return out
+
+    # ------------------------------------------------------------------ delivery
+    def _write(self, sink: Sink, outputs: list[Output]) -> None:
+        if outputs:
+            self._retry(lambda: sink.write(outputs))
+
+    def _retry(self, action: Callable[[], None]) -> None:
+        delays = self.options.backoff.delays()
+        for attempt in range(len(delays) + 1):
+            try:
+                action()
+                return
+            except SinkError as exc:
+                if not exc.transient or attempt == len(delays):
+                    raise
+                if self.metrics is not None:
+                    self.metrics.sink_retries.inc()
+                log.warning("sink write failed, retrying in %.1fs: %s", delays[attempt], exc)
+                self.sleep(delays[attempt])
+
+    def _fail(self, point: str) -> None:
+        if self.failpoint is not None:
+            self.failpoint(point)
+
+    # ------------------------------------------------------------------ accounting
+    def _account(self, messages: Sequence[Message], report: BatchReport,
+                 dead: list[Output]) -> None:
+        totals = self.totals
+        totals.messages += report.messages
+        totals.outputs += report.outputs
+        totals.dead_letters += report.dead_letters
+        totals.seconds += report.seconds
+        m = self.metrics
+        if m is not None:
+            topics: dict[str, int] = {}
+            for msg in messages:
+                topics[msg.topic] = topics.get(msg.topic, 0) + 1
+            for topic, n in topics.items():
+                m.messages_in.labels(topic).inc(n)
+            m.messages_out.inc(report.outputs)
+            m.batch_size.observe(report.messages)
+            m.processing.observe(report.seconds)
+            m.commits.inc()
+        if report.dead_letters:
+            log.warning("dead-lettered %d of %d messages", report.dead_letters, report.messages)
+            if m is not None:
+                for out in dead:
+                    m.dead_letters.labels(_reason(out)).inc()
+        log.debug("batch done", extra={"messages": report.messages, "outputs": report.outputs,
+                                       "dead_letters": report.dead_letters,
+                                       "ms": round(report.seconds * 1000, 2)})
+
+    def _update_lag(self) -> None:
+        if self.metrics is None:
+            return
+        now = self.clock()
+        if now - self._last_lag < self.options.lag_interval_s:
+            return
+        self._last_lag = now
+        self.metrics.set_lag(self.source.lag())
+
+
+def _reason(dead_letter: Output) -> str:
+    return next((v.decode() for k, v in dead_letter.headers if k == "error"), "unknown")

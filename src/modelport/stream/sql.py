@@ -1,0 +1,159 @@
+"""``SqlSink``: keep a database table updated as events arrive, one row per input record.
+
+Rows are upserted on ``key_columns``: by default the input's position (topic, partition, offset,
+index), so a batch written again after a crash replaces its own rows and a table never holds two
+rows for one input. A business key (say ``customer``, copied through with ``--passthrough``)
+keeps the latest prediction per key instead. PostgreSQL, SQLite (``ON CONFLICT``) and MySQL /
+MariaDB (``ON DUPLICATE KEY``) are supported. The table is created on first write when missing,
+with column types taken from the first outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from modelport.errors import ConfigurationError
+from modelport.stream.message import Output
+from modelport.stream.sink import SinkError
+
+log = logging.getLogger("modelport.stream.sql")
+
+#: the input's position: unique per input record
+POSITION_KEY = ("input_topic", "input_partition", "input_offset", "input_index")
+
+_FIXED: dict[str, sa.types.TypeEngine[Any]] = {
+    "input_topic": sa.String(255),
+    "input_partition": sa.Integer(),
+    "input_offset": sa.String(64),
+    "input_index": sa.Integer(),
+    "key": sa.String(255),
+    "probabilities": sa.JSON(),
+    "outputs": sa.JSON(),
+    "model": sa.String(255),
+    "model_version": sa.Integer(),
+    "latency_ms": sa.Float(),
+    "request_id": sa.String(255),
+}
+
+
+class SqlSink:
+    def __init__(
+        self,
+        url: str,
+        table: str,
+        *,
+        key_columns: Sequence[str] = POSITION_KEY,
+        engine: Engine | None = None,
+    ) -> None:
+        if not table.replace("_", "").isalnum():
+            raise ConfigurationError(
+                f"table name {table!r} must be letters, digits and underscores")
+        self.url = url
+        self.table_name = table
+        self.key_columns = tuple(key_columns)
+        self.name = f"{sa.make_url(url).render_as_string(hide_password=True)}#{table}"
+        self.engine = engine
+        self.table: sa.Table | None = None
+
+    def start(self) -> None:
+        if self.engine is None:
+            try:
+                self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+            except (sa.exc.ArgumentError, ImportError) as exc:
+                raise ConfigurationError(f"cannot use database URL {self.name}: {exc}") from None
+        try:
+            self.table = sa.Table(self.table_name, sa.MetaData(), autoload_with=self.engine)
+        except sa.exc.NoSuchTableError:
+            self.table = None
+        except sa.exc.OperationalError as exc:
+            raise SinkError(f"database {self.name} unavailable: {exc.orig}") from None
+
+    def write(self, outputs: Sequence[Output]) -> None:
+        rows = [_row(o) for o in outputs if o.record is not None]
+        if not rows:
+            return
+        engine = self._engine()
+        try:
+            if self.table is None:
+                self.table = self._create(rows)
+            names = set(self.table.columns.keys())
+            if not set(rows[0]) <= names:
+                rows = [{k: v for k, v in r.items() if k in names} for r in rows]
+            with engine.begin() as conn:
+                conn.execute(self._upsert(), rows)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise SinkError(f"database {self.name} unavailable: {exc.orig}") from None
+        except sa.exc.DBAPIError as exc:
+            raise SinkError(f"writing to {self.name} failed: {exc.orig}", transient=False) \
+                from None
+
+    def _create(self, rows: list[dict[str, Any]]) -> sa.Table:
+        first = rows[0]
+        missing = [c for c in self.key_columns if c not in first]
+        if missing:
+            raise ConfigurationError(
+                f"key column {missing[0]!r} is not in the outputs; pass it with --passthrough "
+                f"or key on {', '.join(POSITION_KEY)}")
+        columns = [sa.Column(name, _FIXED.get(name) or _infer(rows, name),
+                             primary_key=name in self.key_columns,
+                             nullable=name not in self.key_columns)
+                   for name in first]
+        table = sa.Table(self.table_name, sa.MetaData(), *columns)
+        table.create(self._engine(), checkfirst=True)
+        log.info("created table %s keyed on %s", self.table_name, self.key_columns)
+        return table
+
+    def _upsert(self) -> Any:
+        assert self.table is not None
+        table = self.table
+        dialect = self._engine().dialect.name
+        update = [c.name for c in table.columns if c.name not in self.key_columns]
+        if dialect in ("postgresql", "sqlite"):
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            stmt = insert(table)
+            return stmt.on_conflict_do_update(
+                index_elements=list(self.key_columns),
+                set_={c: stmt.excluded[c] for c in update})
+        if dialect in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import insert as my_insert
+
+            my = my_insert(table)
+            return my.on_duplicate_key_update({c: my.inserted[c] for c in update})
+        raise ConfigurationError(
+            f"the SQL sink supports PostgreSQL, SQLite and MySQL/MariaDB, not {dialect}")
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise ConfigurationError("the SQL sink is not started; call start() first")
+        return self.engine
+
+
+def _row(output: Output) -> dict[str, Any]:
+    assert output.record is not None
+    row = dict(output.record)
+    row["input_offset"] = str(row["input_offset"])
+    return row
+
+
+def _infer(rows: Sequence[Mapping[str, Any]], name: str) -> sa.types.TypeEngine[Any]:
+    value = next((r[name] for r in rows if r.get(name) is not None), None)
+    if isinstance(value, bool):
+        return sa.Boolean()
+    if isinstance(value, int):
+        return sa.BigInteger()
+    if isinstance(value, float):
+        return sa.Float()
+    if isinstance(value, str) or value is None:
+        return sa.String(255)
+    return sa.JSON()
