@@ -1,8 +1,13 @@
 """modelport: take a trained model out of the notebook and into production.
 
->>> import modelport
->>> sorted(modelport.__all__)[:3]
-['Batch', 'Model', 'Registry']
+>>> import tempfile, modelport
+>>> from sklearn.datasets import load_iris
+>>> from sklearn.tree import DecisionTreeClassifier
+>>> X, y = load_iris(return_X_y=True, as_frame=True)
+>>> path = modelport.save(DecisionTreeClassifier(random_state=0).fit(X, y),
+...                       tempfile.mkdtemp() + "/iris", example=X.head())
+>>> modelport.load(str(path)).predict(X.head(2)).tolist()
+[0, 0]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ codes in a single table of its own; nothing here knows about exit codes or statu
     ├── ConfigurationError         settings, flags or files given to modelport are wrong
     ├── NotFoundError              no such model, version, alias, endpoint or file
     ├── ConflictError              the request contradicts the current state (archived, exists)
-    ├── IntegrityError             an artifact does not match its recorded SHA-256 (or is incomplete)
+    ├── IntegrityError             an artifact does not match its recorded SHA-256, or is incomplete
     ├── UntrustedArtifactError     a pickle-based artifact without ``trusted=True``
     ├── UnsupportedModelError      no flavor knows this object / a needed extra is not installed
     ├── ModelLoadError             the artifact is intact but the framework failed to load it
@@ -69,7 +69,7 @@ class IntegrityError(ModelportError):
 
 
 class UntrustedArtifactError(ModelportError):
-    """An artifact needs pickle-style deserialization and the caller did not pass ``trusted=True``."""
+    """An artifact needs pickle-style loading and the caller did not pass ``trusted=True``."""
 
 
 class UnsupportedModelError(ModelportError):

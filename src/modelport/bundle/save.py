@@ -72,9 +72,9 @@ def save(
     cannot represent the model. The directory appears complete or not at all.
     """
     target = Path(path)
-    if target.exists() and any(target.iterdir()) if target.is_dir() else target.exists():
-        if not overwrite:
-            raise ConflictError(f"{target} already exists; pass overwrite=True to replace it")
+    occupied = any(target.iterdir()) if target.is_dir() else target.exists()
+    if occupied and not overwrite:
+        raise ConflictError(f"{target} already exists; pass overwrite=True to replace it")
     flv = flavor_for(model, flavor)
     description = flv.describe(model)
     sig = _signature(flv, model, signature, example)

@@ -493,7 +493,7 @@ def _cast_numeric(spec: ColumnSpec, arr: Array, target: np.dtype[Any]) -> Array:
 
 
 def _coerce_strings(spec: ColumnSpec, values: Any) -> Array:
-    out = []
+    out: list[str | None] = []
     for v in values:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             if not spec.nullable:

@@ -23,9 +23,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
+    source = existing_file(args.directory, "MLflow model directory")
     from modelport.bundle.mlflow import import_mlflow
 
-    source = existing_file(args.directory, "MLflow model directory")
     name = args.name or source.resolve().name
     dest = Path(args.output) if args.output else settings_from(args).home / "bundles" / name
     bundle = import_mlflow(source, dest, name=name, trusted=args.trusted)

@@ -98,7 +98,7 @@ def version_summary(v: ModelVersion) -> dict[str, Any]:
 
 def _register(args: argparse.Namespace) -> int:
     path = existing_file(args.path, "bundle directory")
-    tags = _pairs(args.tag, need_value=True)
+    tags = {k: v or "" for k, v in _pairs(args.tag, need_value=True).items()}
     version = registry_from(args).register(path, name=args.name, tags=tags or None)
     emit(args, version_summary(version), f"registered {version.name} version {version.version}")
     return 0
@@ -179,8 +179,9 @@ def _tag(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     entries = registry_from(args).audit(args.name, limit=args.limit)
-    rows = [{"at": e.at.isoformat(timespec="seconds"), "actor": e.actor, "host": e.host, "action": e.action,
-             "model": e.name, "version": e.version, "details": e.details} for e in entries]
+    rows = [{"at": e.at.isoformat(timespec="seconds"), "actor": e.actor, "host": e.host,
+             "action": e.action, "model": e.name, "version": e.version, "details": e.details}
+            for e in entries]
     emit(args, rows, table(rows, ["at", "actor", "host", "action", "model", "version"]))
     return 0
 

@@ -32,7 +32,7 @@ def arrow_column_to_numpy(column: Any, shape: tuple[int, ...] = ()) -> Array:
             pa.types.is_large_list(column.type):
         if column.null_count:
             return np.asarray(column.to_pylist(), dtype=object)
-        flat = column.flatten().to_numpy(zero_copy_only=False)
+        flat: Array = column.flatten().to_numpy(zero_copy_only=False)
         n = len(column)
         if shape and all(s > 0 for s in shape):
             return flat.reshape((n, *shape))

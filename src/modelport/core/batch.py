@@ -109,7 +109,7 @@ class Batch:
         n_rows = sum(b.n_rows for b in batches)
         keys = None
         if all(b.keys is not None for b in batches):
-            keys = np.concatenate([b.keys for b in batches])  # type: ignore[misc]
+            keys = np.concatenate([b.keys for b in batches if b.keys is not None])
         if all(b.is_matrix for b in batches):
             mats = [b._matrix for b in batches]
             return Batch(first.names, n_rows, matrix=np.concatenate(mats), keys=keys)  # type: ignore[arg-type]

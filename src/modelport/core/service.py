@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelport.core.batch import Result
 from modelport.core.events import EventBus
-from modelport.core.runner import Runner, RunnerOptions
-from modelport.errors import ModelportError
+from modelport.core.runner import BatchObserver, Runner, RunnerOptions
+from modelport.errors import ModelportError, RequestTimeoutError
 
 if TYPE_CHECKING:
     from modelport.registry import Registry
@@ -47,11 +47,16 @@ class InferenceService:
         options: RunnerOptions | None = None,
         events: EventBus | None = None,
         trusted: bool = False,
+        on_batch: BatchObserver | None = None,
+        load_timeout: float | None = None,
     ) -> None:
         self.registry = registry
         self.options = options or RunnerOptions()
         self.events = events or EventBus()
         self.trusted = trusted
+        self.on_batch = on_batch
+        #: seconds a hot reload may spend loading a new version before it is given up
+        self.load_timeout = load_timeout
         self._runners: dict[tuple[str, int], Runner] = {}
         self._refs: dict[str, tuple[str, int]] = {}
         self._lock = threading.RLock()
@@ -86,7 +91,8 @@ class InferenceService:
                 return runner
             start = time.perf_counter()
             model = self.registry.load(f"{key[0]}:{key[1]}", trusted=self.trusted)
-            runner = Runner(model, self.options, events=self.events).load()
+            runner = Runner(model, self.options, events=self.events,
+                            on_batch=self.on_batch).load()
             log.info("loaded %s:%s in %.0f ms (%s)", key[0], key[1],
                      (time.perf_counter() - start) * 1000, runner.accelerate_reason)
             with self._lock:
@@ -126,7 +132,7 @@ class InferenceService:
             if new == old:
                 continue
             try:
-                self._load(new)
+                self._load_within(new)
             except Exception as exc:  # the old version keeps serving
                 message = str(exc) if isinstance(exc, ModelportError) else repr(exc)
                 log.error("reload of %s to version %s failed: %s", ref, new[1], message)
@@ -139,6 +145,29 @@ class InferenceService:
         self.failures.extend(c for c in changes if not c.ok)
         self._unload_unreferenced()
         return changes
+
+    def _load_within(self, key: tuple[str, int]) -> Runner:
+        if self.load_timeout is None:
+            return self._load(key)
+        box: list[Runner | BaseException] = []
+
+        def load() -> None:
+            try:
+                box.append(self._load(key))
+            except BaseException as exc:
+                box.append(exc)
+
+        thread = threading.Thread(target=load, name=f"load-{key[0]}-{key[1]}", daemon=True)
+        thread.start()
+        thread.join(self.load_timeout)
+        if not box:
+            raise RequestTimeoutError(
+                f"loading {key[0]}:{key[1]} took longer than {self.load_timeout:g} s; "
+                "the previous version keeps serving"
+            )
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
 
     def unload(self, ref: str) -> None:
         with self._lock:
