@@ -1,0 +1,123 @@
+"""Start and stop the Open Inference Protocol V2 gRPC server on the running event loop.
+
+``modelport serve --grpc-port`` calls :func:`start_grpc_server` next to the HTTP server, in the
+same process and event loop, over the same :class:`~modelport.core.service.InferenceService`:
+both protocols share the loaded models and their micro-batches.
+
+>>> # inside a coroutine
+>>> # handle = await start_grpc_server(service, "127.0.0.1", 8001, models=["churn@production"])
+>>> # ...
+>>> # await handle.stop(grace=5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from modelport.core.service import InferenceService
+from modelport.errors import ConfigurationError
+from modelport.serving.grpc import grpc_predict_v2_pb2 as pb
+from modelport.serving.grpc.servicer import SERVICE_NAME, InferenceServicer
+
+#: default cap on one request or response (gRPC's own default, 4 MiB, is small for tensors)
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+_RPCS: dict[str, tuple[Any, Any]] = {
+    "ServerLive": (pb.ServerLiveRequest, pb.ServerLiveResponse),
+    "ServerReady": (pb.ServerReadyRequest, pb.ServerReadyResponse),
+    "ModelReady": (pb.ModelReadyRequest, pb.ModelReadyResponse),
+    "ServerMetadata": (pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+    "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+    "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
+}
+
+
+@dataclass
+class GrpcServerHandle:
+    """A started server: where it listens, and how to stop it."""
+
+    server: grpc.aio.Server
+    servicer: InferenceServicer
+    host: str
+    port: int
+
+    @property
+    def target(self) -> str:
+        """``host:port`` for a client (``tritonclient.grpc.InferenceServerClient(url=...)``)."""
+        return f"{self.host}:{self.port}"
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Refuse new calls, give in-flight ones ``grace`` seconds, then cancel the rest."""
+        await self.server.stop(grace)
+
+    async def wait_for_termination(self) -> None:
+        await self.server.wait_for_termination()
+
+
+def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
+    """The service's RPCs bound to ``servicer``, for any ``grpc.aio`` server."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+        for name, (request, response) in _RPCS.items()
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+async def start_grpc_server(
+    service: InferenceService,
+    host: str,
+    port: int,
+    *,
+    models: Mapping[str, str] | Sequence[str] | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    request_timeout: float | None = None,
+    ready: Callable[[], bool] | None = None,
+    max_concurrent_rpcs: int | None = None,
+) -> GrpcServerHandle:
+    """Listen on ``host:port`` (``0`` picks a free port; see ``handle.port``) and serve.
+
+    ``models`` lists the served references (each served under its model name) or maps served
+    names to references; without it any registry reference may be asked for. ``ready`` is the
+    server-wide readiness the REST side reports too.
+    """
+    if max_message_bytes <= 0:
+        raise ConfigurationError(f"max_message_bytes must be positive, got {max_message_bytes}")
+    servicer = InferenceServicer(service, models=models, request_timeout=request_timeout,
+                                 ready=ready)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            # a port already in use must fail here, not be silently shared with another process
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    )
+    server.add_generic_rpc_handlers((method_handlers(servicer),))
+    try:
+        bound = server.add_insecure_port(f"{_bracketed(host)}:{port}")
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        await server.stop(None)
+        raise ConfigurationError(
+            f"cannot listen for gRPC on {host}:{port}; is the port in use? choose another "
+            "with --grpc-port"
+        )
+    await server.start()
+    return GrpcServerHandle(server, servicer, host, bound)
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+__all__ = ["MAX_MESSAGE_BYTES", "GrpcServerHandle", "method_handlers", "start_grpc_server"]

@@ -1,0 +1,223 @@
+"""``InferenceServicer``: the Open Inference Protocol V2 gRPC service over an ``InferenceService``.
+
+Every RPC translates the wire to the core and back; nothing here predicts. ``ModelInfer`` decodes
+the input tensors, binds them to the model's signature, submits the batch to the model's
+``Runner`` (so gRPC requests share micro-batches with REST ones) and encodes the result.
+
+A request's ``model_name`` is a served name (``models`` maps it to a registry reference such as
+``churn@production``) or, when no served names are configured, any registry reference;
+``model_version`` pins a version of that model. Errors end the call with the status from
+:mod:`modelport.serving.grpc.status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+import modelport
+from modelport.core.concurrency import run_sync
+from modelport.core.runner import Runner
+from modelport.core.service import InferenceService
+from modelport.errors import InvalidInputError, ModelportError, NotFoundError, RequestTimeoutError
+from modelport.registry.refs import parse_ref
+from modelport.serving.grpc import grpc_predict_v2_pb2 as pb
+from modelport.serving.grpc.layout import (
+    batch_from_tensors,
+    model_parameters,
+    model_tensors,
+    result_tensors,
+    select_outputs,
+)
+from modelport.serving.grpc.status import grpc_error
+from modelport.serving.grpc.tensors import decode_inputs, encode_output
+
+log = logging.getLogger("modelport.serving.grpc")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+T = TypeVar("T")
+
+
+def served_names(models: Mapping[str, str] | Sequence[str] | None) -> dict[str, str] | None:
+    """Served name -> reference; a list of references serves each under its model name."""
+    if models is None:
+        return None
+    if isinstance(models, Mapping):
+        return dict(models)
+    return {parse_ref(ref).name: ref for ref in models}
+
+
+class InferenceServicer:
+    """The six RPCs of ``inference.GRPCInferenceService``.
+
+    ``ready`` (optional) reports whether the whole server is ready, so gRPC and REST answer
+    readiness alike; ``request_timeout`` bounds a prediction even when the client sets no deadline.
+    """
+
+    def __init__(
+        self,
+        service: InferenceService,
+        *,
+        models: Mapping[str, str] | Sequence[str] | None = None,
+        request_timeout: float | None = None,
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
+        self.service = service
+        self.models = served_names(models)
+        self.request_timeout = request_timeout
+        self._ready = ready
+
+    # ------------------------------------------------------------------ health and metadata
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext[
+            Any, Any]) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext[
+            Any, Any]) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._ready() if self._ready is not None else True)
+
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest,
+                             context: grpc.aio.ServicerContext[Any, Any]
+                             ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name="modelport", version=modelport.__version__)
+
+    async def ModelReady(self, request: pb.ModelReadyRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> pb.ModelReadyResponse:
+        """Ready when the model resolves and loads (it is loaded here if it was not yet)."""
+        async def ready() -> pb.ModelReadyResponse:
+            try:
+                await self._runner(self.reference(request.name, request.version))
+            except ModelportError as exc:
+                log.info("model %r is not ready: %s", request.name, exc)
+                return pb.ModelReadyResponse(ready=False)
+            return pb.ModelReadyResponse(ready=True)
+
+        return await self._answer(context, ready(), _new_id())
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]
+                            ) -> pb.ModelMetadataResponse:
+        async def metadata() -> pb.ModelMetadataResponse:
+            runner = await self._runner(self.reference(request.name, request.version))
+            model = runner.model
+            inputs, outputs = model_tensors(model)
+            response = pb.ModelMetadataResponse(
+                name=request.name,
+                versions=[str(model.version)] if model.version is not None else [],
+                platform=f"modelport_{model.flavor}",
+                inputs=[pb.ModelMetadataResponse.TensorMetadata(
+                    name=t.name, datatype=t.datatype, shape=t.shape) for t in inputs],
+                outputs=[pb.ModelMetadataResponse.TensorMetadata(
+                    name=t.name, datatype=t.datatype, shape=t.shape) for t in outputs],
+            )
+            for key, value in model_parameters(model.signature).items():
+                response.parameters[key].string_param = value
+            return response
+
+        return await self._answer(context, metadata(), _new_id())
+
+    # ------------------------------------------------------------------ inference
+    async def ModelInfer(self, request: pb.ModelInferRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> pb.ModelInferResponse:
+        request_id = request.id or _new_id()
+        return await self._answer(context, self._infer(request, context, request_id), request_id)
+
+    async def _infer(self, request: pb.ModelInferRequest,
+                     context: grpc.aio.ServicerContext[Any, Any],
+                     request_id: str) -> pb.ModelInferResponse:
+        runner = await self._runner(self.reference(request.model_name, request.model_version))
+        model = runner.model
+        batch = batch_from_tensors(model.signature, decode_inputs(request))
+        submitted = runner.submit(batch, source="grpc", request_id=request_id)
+        timeout = self._timeout(context)
+        try:
+            result = await asyncio.wait_for(submitted, timeout) if timeout is not None \
+                else await submitted
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"model {model.ref} did not answer within {timeout:.3g} s; retry later or "
+                "allow a longer deadline"
+            ) from None
+        outputs = select_outputs(result_tensors(model, result),
+                                 [o.name for o in request.outputs])
+        raw = _wants_raw(request)
+        response = pb.ModelInferResponse(
+            model_name=request.model_name,
+            model_version=str(model.version) if model.version is not None else "",
+            id=request.id,
+        )
+        for out in outputs:
+            tensor, data = encode_output(out.name, out.array, raw=raw)
+            for key, value in out.parameters.items():
+                tensor.parameters[key].string_param = value
+            response.outputs.append(tensor)
+            if data is not None:
+                response.raw_output_contents.append(data)
+        return response
+
+    # ------------------------------------------------------------------ helpers
+    def reference(self, name: str, version: str) -> str:
+        """The registry reference for a request's model name and optional version number."""
+        if not name:
+            raise InvalidInputError("model_name is empty; name the model to use",
+                                    field="model_name")
+        ref = name
+        if self.models is not None:
+            if name not in self.models:
+                raise NotFoundError(
+                    f"model {name!r} is not served here; served models: {sorted(self.models)}"
+                )
+            ref = self.models[name]
+        if version:
+            if not version.isascii() or not version.isdigit() or int(version) < 1:
+                raise InvalidInputError(
+                    f"model_version {version!r} is not a version number; give a positive "
+                    "integer such as 3, or leave it empty", field="model_version",
+                )
+            ref = f"{parse_ref(ref).name}:{int(version)}"
+        return ref
+
+    async def _runner(self, ref: str) -> Runner:
+        if ref in self.service.references():  # loaded: a dictionary lookup
+            return self.service.runner(ref)
+        return await run_sync(None, self.service.runner, ref)  # may read the registry and load
+
+    def _timeout(self, context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+        remaining = context.time_remaining()
+        limits = [t for t in (remaining, self.request_timeout) if t is not None]
+        return max(0.0, min(limits)) if limits else None
+
+    async def _answer(self, context: grpc.aio.ServicerContext[Any, Any], call: Awaitable[T],
+                      request_id: str) -> T:
+        try:
+            return await call
+        except Exception as exc:
+            error = grpc_error(exc, request_id)
+            if error.unexpected:
+                log.error("gRPC request %s failed", request_id, exc_info=exc)
+            await context.abort(error.code, error.message, error.metadata)
+            raise  # abort() raises; this line is never reached
+
+
+def _wants_raw(request: pb.ModelInferRequest) -> bool:
+    """Raw output bytes when asked (``binary_data_output`` / ``binary_data``) or, by default,
+    when the inputs came raw: that is how tritonclient reads every output."""
+    explicit = [o.parameters["binary_data"].bool_param for o in request.outputs
+                if "binary_data" in o.parameters]
+    if explicit:
+        return any(explicit)
+    if "binary_data_output" in request.parameters:
+        return bool(request.parameters["binary_data_output"].bool_param)
+    return len(request.raw_input_contents) > 0
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+__all__ = ["SERVICE_NAME", "InferenceServicer", "served_names"]
