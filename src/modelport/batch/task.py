@@ -1,0 +1,115 @@
+"""``ChunkTask``: score one chunk and stage it — the unit of work every engine runs.
+
+A task pickles small (the model's bundle folder, the sink's settings, the run's metadata), so the
+Dask and Spark engines ship it to worker processes, which load the model once per process and
+keep it in :data:`_RUNNERS`. The local engine seeds that cache with the model it already loaded.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from modelport.batch.parquet_sink import write_part
+from modelport.batch.scoring import ChunkScorer, RunMeta
+from modelport.batch.sink import Sink
+from modelport.bundle.model import Model
+from modelport.core.batch import Batch, Result
+from modelport.core.runner import Accelerate, Runner, RunnerOptions
+from modelport.errors import ModelportError
+
+# Worker-process cache: loading a model per chunk would cost more than scoring it. Keyed by the
+# bundle folder and options, so one process can serve runs of several models.
+_RUNNERS: dict[tuple[str, bool, str], Runner] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
+def prepare_runner(model: Model, accelerate: Accelerate) -> Runner:
+    """A loaded runner; without the ONNX converter in this build, the native model."""
+    runner = Runner(model, RunnerOptions(accelerate=accelerate))
+    try:
+        return runner.load()
+    except ModuleNotFoundError as exc:
+        if exc.name != "modelport.flavors.convert" or accelerate == "onnx":
+            raise
+        runner.accelerate_reason = "ONNX conversion is not available in this installation"
+        return runner
+
+
+def remember_runner(path: str, trusted: bool, accelerate: str, runner: Runner) -> None:
+    with _RUNNERS_LOCK:
+        _RUNNERS[(path, trusted, accelerate)] = runner
+
+
+def runner_for(path: str, trusted: bool, accelerate: Accelerate) -> Runner:
+    key = (path, trusted, accelerate)
+    with _RUNNERS_LOCK:
+        runner = _RUNNERS.get(key)
+        if runner is None:
+            from modelport.bundle.model import load_bundle
+
+            runner = prepare_runner(load_bundle(path, trusted=trusted), accelerate)
+            _RUNNERS[key] = runner
+        return runner
+
+
+@dataclass(frozen=True)
+class ChunkCounts:
+    index: int
+    rows_in: int
+    rejected: int
+    first_reason: str | None = None
+
+
+@dataclass
+class ChunkTask:
+    model_path: str
+    trusted: bool
+    accelerate: Accelerate
+    meta: RunMeta
+    sink: Sink
+    keep: tuple[str, ...] = ()
+    chunk_rows: int = 65536
+    rejects_uri: str | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def scorer(self) -> ChunkScorer:
+        runner = runner_for(self.model_path, self.trusted, self.accelerate)
+
+        def predict(batch: Batch) -> Result:
+            return runner.predict(batch, source="batch")
+
+        return ChunkScorer(runner.model.signature, predict, self.meta, keep=self.keep,
+                           chunk_rows=self.chunk_rows)
+
+    def run(self, index: int, rows: pa.RecordBatch) -> ChunkCounts:
+        """Score chunk ``index`` and stage it; its rejects are written first, then the chunk."""
+        scored = self.scorer().score(index, rows)
+        if scored.rejects is not None:
+            if self.rejects_uri is None:
+                raise ModelportError("rows were rejected but the run has no rejects location")
+            fs, path = _fs(self.rejects_uri, self.storage_options)
+            write_part(fs, path, index, scored.rejects, local=_is_local(fs))
+        self.sink.write(self.meta.run_id, index, scored.output,
+                        (scored.rows_in, scored.rejected))
+        return ChunkCounts(index, scored.rows_in, scored.rejected, scored.first_reason())
+
+
+def run_chunk(task: ChunkTask, index: int, rows: pa.RecordBatch) -> ChunkCounts:
+    """A module-level function for engines that ship callables by reference."""
+    return task.run(index, rows)
+
+
+def _fs(uri: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri, **storage_options)
+    return fs, str(path)
+
+
+def _is_local(fs: Any) -> bool:
+    protocol = fs.protocol
+    return "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
