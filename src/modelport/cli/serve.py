@@ -1,0 +1,70 @@
+"""``modelport serve [REF ...]``: serve registered models over REST (and gRPC) until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from modelport.cli.common import settings_from
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "serve", help="serve registered models over REST (V2, KServe V1, MLflow) and gRPC",
+        description="Serve models from the registry. Moving an alias reaches the running server "
+                    "without a restart. Binds to 127.0.0.1 unless --host says otherwise.")
+    p.add_argument("refs", nargs="*", metavar="REF",
+                   help="models to serve: NAME, NAME:VERSION or NAME@ALIAS")
+    p.add_argument("--config", metavar="FILE", help="YAML file with serve settings (flags win)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP port (default 8000; 0 picks a free one)")
+    p.add_argument("--grpc-port", type=int, help="also serve Open Inference Protocol gRPC here")
+    p.add_argument("--workers", type=int, help="worker processes sharing the port (default 1)")
+    p.add_argument("--accelerate", choices=["auto", "onnx", "off"],
+                   help="run models under ONNX Runtime when predictions match (default auto)")
+    p.add_argument("--trusted", action="store_true", default=None,
+                   help="allow pickle-based artifacts (only for models you trust)")
+    p.add_argument("--max-batch-rows", type=int, help="rows per coalesced model call")
+    p.add_argument("--max-wait-ms", type=float,
+                   help="hold a batch open this long to gather rows (default 0)")
+    p.add_argument("--max-body-bytes", type=int, help="larger request bodies get 413")
+    p.add_argument("--max-rows", type=int, help="rows per request")
+    p.add_argument("--request-timeout", type=float, dest="request_timeout_s",
+                   help="seconds per prediction before 504")
+    p.add_argument("--max-queue-wait-ms", type=float,
+                   help="refuse requests with 503 once queued work would wait longer")
+    p.add_argument("--poll-interval", type=float, dest="poll_interval_s",
+                   help="seconds between registry checks for moved aliases (0: no hot reload)")
+    p.add_argument("--shutdown-delay", type=float, dest="shutdown_delay_s",
+                   help="seconds to keep serving with readiness off after SIGTERM")
+    p.add_argument("--access-log", action="store_true", default=None,
+                   help="log every request as a JSON line with its request id")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from modelport.serving.config import ServeConfig
+
+    config = ServeConfig.from_file(args.config) if args.config else ServeConfig()
+    overrides = {key: getattr(args, key, None) for key in (
+        "host", "port", "grpc_port", "workers", "accelerate", "trusted", "max_batch_rows",
+        "max_wait_ms", "max_body_bytes", "max_rows", "request_timeout_s", "max_queue_wait_ms",
+        "poll_interval_s", "shutdown_delay_s", "access_log")}
+    if args.refs:
+        overrides["models"] = tuple(args.refs)
+    config = config.with_overrides(**overrides)
+    # before model libraries start their thread pools
+    os.environ.setdefault("OMP_NUM_THREADS", str(config.model_threads))
+    from modelport.serving import logs
+    from modelport.serving.server import run_server
+
+    logs.configure(logging.INFO if args.verbose or config.access_log else logging.WARNING)
+    logging.getLogger("modelport.serving").setLevel(logging.INFO)
+
+    def ready(url: str) -> None:
+        print(f"serving {', '.join(config.models)} on {url}", file=sys.stderr, flush=True)
+
+    return run_server(config, settings_from(args), on_ready=ready)

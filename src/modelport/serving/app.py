@@ -1,0 +1,505 @@
+"""The HTTP edge: one ASGI app speaking every REST protocol over one ``InferenceService``.
+
+``create_app(service, config)`` returns a plain ASGI callable (no framework on the hot path: a
+request costs a path split, a JSON parse, the model call and a JSON dump). Routes:
+
+* Open Inference Protocol V2: ``/v2/health/{live,ready}``, ``/v2``,
+  ``/v2/models/{m}[/versions/{v}]`` with ``/ready`` and ``/infer`` (JSON and binary tensors),
+  ``/v2/repository/index``, ``/v2/repository/models/{m}/{load,unload}``.
+* KServe V1: ``GET /v1/models/{m}``, ``POST /v1/models/{m}:predict``.
+* MLflow scoring: ``GET /ping``, ``/health``, ``/version``; ``POST /invocations[?model=m]``.
+* Plain JSON: ``POST /predict/{m}``. Docs: ``/docs``, ``/openapi.json``. Metrics: ``/metrics``.
+
+``{m}`` is a served model's name (``churn``) or, when two references of one model are served,
+the reference itself (``churn@staging``). Errors come back with the protocol's own body shape and
+the status from :mod:`modelport.serving.http_errors`; every response carries ``x-request-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+import modelport
+from modelport.core.concurrency import run_sync
+from modelport.core.runner import Runner
+from modelport.core.service import InferenceService, Reload
+from modelport.errors import InvalidInputError, ModelportError, NotFoundError
+from modelport.registry.refs import parse_ref
+from modelport.serving import mlflow, openapi, records, v1, v2
+from modelport.serving.body import header, read_body
+from modelport.serving.config import ServeConfig
+from modelport.serving.http_errors import Protocol, error_body, headers_of, status_of
+from modelport.serving.metrics import CONTENT_TYPE, ServingMetrics, multiprocess_enabled
+
+log = logging.getLogger("modelport.serving")
+access_log = logging.getLogger("modelport.access")
+
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+_JSON = [(b"content-type", b"application/json")]
+_UNKNOWN = "_unknown"  # metrics label for requests naming no served model
+
+
+class ServingApp:
+    """The ASGI application. Build it with :func:`create_app`."""
+
+    def __init__(self, service: InferenceService, config: ServeConfig,
+                 metrics: ServingMetrics) -> None:
+        self.service = service
+        self.config = config
+        self.metrics = metrics
+        #: URL name → registry reference, for every served model
+        self.served: dict[str, str] = {}
+        #: reference → why its last load or reload failed (cleared by a successful one)
+        self.load_errors: dict[str, str] = {}
+        self.draining = False
+        self.started = False
+        self.on_startup: list[Hook] = []
+        self.on_shutdown: list[Hook] = []
+        self._mounts: list[tuple[str, ASGIApp]] = []
+        self._poller: asyncio.Task[None] | None = None
+        self._timeout = config.limits.request_timeout_s
+        self._max_body = config.limits.max_body_bytes
+        self._max_rows = config.limits.max_rows
+
+    # ---------------------------------------------------------------- models
+    def load_models(self) -> None:
+        """Load every configured model (blocking; the server calls it before it listens)."""
+        for ref in self.config.models:
+            self.add_model(ref)
+
+    def add_model(self, ref: str) -> str:
+        """Load ``ref`` and serve it; returns the name it is served under (blocking)."""
+        parsed = parse_ref(ref)
+        text = str(parsed) if ("@" in ref or ":" in ref) else ref
+        try:
+            self.service.runner(text)
+        except ModelportError as exc:
+            self.metrics.load_failed(parsed.name)
+            self.load_errors[text] = str(exc)
+            raise
+        self.load_errors.pop(text, None)
+        name = parsed.name
+        if self.served.get(name, text) != text:
+            name = text  # a second reference of one model is served under the reference
+        self.served[name] = text
+        return name
+
+    def runner_for(self, name: str, version: str | None = None) -> Runner:
+        ref = self.served.get(name)
+        if ref is None:
+            raise NotFoundError(
+                f"model {name!r} is not served here; served models: {sorted(self.served)}")
+        runner = self.service.runner(ref)
+        if version is not None and str(runner.version) != version:
+            raise NotFoundError(
+                f"model {name!r} serves version {runner.version}, not {version}")
+        return runner
+
+    def mount(self, prefix: str, app: ASGIApp) -> None:
+        """Serve ``app`` under ``prefix`` (e.g. the lookup route of precomputed predictions)."""
+        self._mounts.append((prefix.rstrip("/"), app))
+
+    # ---------------------------------------------------------------- ASGI
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.error("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        if not self.served and self.config.models:
+            await run_sync(None, self.load_models)
+        for hook in self.on_startup:
+            await hook()
+        if self.config.poll_interval_s > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+        self.started = True
+
+    async def shutdown(self) -> None:
+        self.draining = True
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+        for hook in self.on_shutdown:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+        await run_sync(None, self.service.close)
+
+    @property
+    def ready(self) -> bool:
+        return self.started and not self.draining and all(
+            ref not in self.load_errors or self._has_runner(ref) for ref in self.served.values())
+
+    def _has_runner(self, ref: str) -> bool:
+        return ref in self.service.references()
+
+    # ---------------------------------------------------------------- hot reload
+    async def _poll(self) -> None:
+        interval = self.config.poll_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                changes = await run_sync(None, self.service.refresh)
+            except Exception as exc:  # a database hiccup must not stop the poller
+                log.warning("checking the registry for moved aliases failed: %s", exc)
+                continue
+            self._report(changes)
+
+    def _report(self, changes: list[Reload]) -> None:
+        for change in changes:
+            if change.ok:
+                self.load_errors.pop(change.ref, None)
+                log.info("hot reload: %s now serves version %s (was %s)", change.ref,
+                         change.new_version, change.old_version)
+            else:
+                self.load_errors[change.ref] = change.error or "unknown error"
+                self.metrics.load_failed(parse_ref(change.ref).name)
+                log.error("hot reload of %s to version %s failed; version %s keeps serving: %s",
+                          change.ref, change.new_version, change.old_version, change.error)
+
+    # ---------------------------------------------------------------- routing
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        parts = path.strip("/").split("/")
+        head = parts[0]
+        n = len(parts)
+        if head == "v2":
+            if n >= 4 and parts[1] == "models":
+                await self._v2_model(scope, receive, send, method, parts)
+                return
+            if n == 1:
+                await self._get(send, method, self._server_metadata)
+                return
+            if n == 3 and parts[1] == "health":
+                await self._health(send, method, parts[2], "v2")
+                return
+            if n == 3 and parts[1] == "models":
+                await self._get(send, method, lambda: self._v2_metadata(parts[2], None))
+                return
+            if parts[1] == "repository":
+                await self._repository(scope, receive, send, method, parts[2:])
+                return
+        elif head == "v1" and n == 3 and parts[1] == "models":
+            name = parts[2]
+            if name.endswith(":predict"):
+                await self._predict(scope, receive, send, method, "v1", name[:-8], None)
+            else:
+                await self._get(send, method, lambda: self._v1_metadata(name), "v1")
+            return
+        elif head == "predict" and n == 2:
+            await self._predict(scope, receive, send, method, "simple", parts[1], None)
+            return
+        elif head == "invocations" and n == 1:
+            name = _query_param(scope, b"model") or next(iter(self.served), "")
+            await self._predict(scope, receive, send, method, "mlflow", name, None)
+            return
+        elif n == 1 and head in ("ping", "health"):
+            await self._health(send, method, "ready" if head == "health" else "live", "mlflow")
+            return
+        elif n == 1 and head == "version":
+            await self._get(send, method, lambda: modelport.__version__)
+            return
+        elif n == 1 and head == "metrics":
+            await self._metrics(send, method)
+            return
+        elif n == 1 and head in ("docs", "openapi.json"):
+            await self._docs(send, method, head)
+            return
+        for prefix, app in self._mounts:
+            if path == prefix or path.startswith(prefix + "/"):
+                sub = dict(scope, root_path=scope.get("root_path", "") + prefix,
+                           path=path[len(prefix):] or "/")
+                await app(sub, receive, send)
+                return
+        await _respond(send, 404, orjson.dumps({"error": f"no route {method} {path}"}), _JSON)
+
+    async def _v2_model(self, scope: dict[str, Any], receive: Any, send: Any, method: str,
+                        parts: list[str]) -> None:
+        name, rest, version = parts[2], parts[3:], None
+        if rest[0] == "versions" and len(rest) >= 2:
+            version, rest = rest[1], rest[2:]
+        if rest == ["infer"]:
+            await self._predict(scope, receive, send, method, "v2", name, version)
+        elif rest == ["ready"]:
+            await self._model_ready(send, method, name, version)
+        elif not rest:
+            await self._get(send, method, lambda: self._v2_metadata(name, version))
+        else:
+            await _respond(send, 404, orjson.dumps({"error": f"no route {scope['path']}"}),
+                           _JSON)
+
+    # ---------------------------------------------------------------- prediction
+    async def _predict(self, scope: dict[str, Any], receive: Any, send: Any, method: str,
+                       protocol: Protocol, name: str, version: str | None) -> None:
+        start = time.perf_counter()
+        rid = _request_id(scope)
+        model_label, version_label = _UNKNOWN, ""
+        headers: Headers
+        try:
+            if method != "POST":
+                raise _MethodNotAllowed(f"use POST for {scope['path']}")
+            runner = self.runner_for(name, version)
+            model = runner.model
+            model_label, version_label = runner.name, str(runner.version)
+            body = await read_body(scope, receive, self._max_body)
+            single = False
+            if protocol == "v2":
+                raw_length = header(scope, b"inference-header-content-length")
+                request = v2.decode(body, int(raw_length) if raw_length else None, model)
+                batch = request.batch
+            elif protocol == "v1":
+                batch = v1.decode(body, model)
+            elif protocol == "mlflow":
+                ctype = (header(scope, b"content-type") or b"application/json").decode("latin-1")
+                batch = mlflow.decode(body, ctype.lower(), model)
+            else:
+                batch, single = records.decode(body, model)
+            if batch.n_rows > self._max_rows:
+                raise InvalidInputError(
+                    f"{batch.n_rows} rows in one request; the limit is {self._max_rows}. Split "
+                    "the rows over several requests")
+            result = await runner.submit(batch, source=protocol, request_id=rid,
+                                         timeout=self._timeout)
+            if protocol == "v2":
+                payload, headers = v2.encode(request, result, model, name, rid)
+            elif protocol == "simple":
+                payload, headers = records.encode(result, model, name, single, rid), _JSON
+            else:
+                payload, headers = (v1.encode(result) if protocol == "v1"
+                                    else mlflow.encode(result)), _JSON
+            status = 200
+        except Exception as exc:
+            status, payload, headers = self._error(protocol, exc, rid)
+        await _respond(send, status, payload, headers, rid)
+        elapsed = time.perf_counter() - start
+        self.metrics.observe_request(model_label, version_label, protocol, status, elapsed)
+        if self.config.access_log:
+            access_log.info("request", extra={
+                "request_id": rid, "protocol": protocol, "model": model_label,
+                "version": version_label, "status": status,
+                "duration_ms": round(elapsed * 1000, 3)})
+
+    def _error(self, protocol: Protocol, exc: BaseException, rid: str
+               ) -> tuple[int, bytes, Headers]:
+        if isinstance(exc, _MethodNotAllowed):
+            return 405, orjson.dumps(error_body(protocol, 405, str(exc))), _JSON
+        status = status_of(exc)
+        if isinstance(exc, ModelportError):
+            message = str(exc)
+            if status >= 500 and status not in (503, 504):
+                log.error("request failed: %s", message, extra={"request_id": rid})
+        else:
+            log.exception("unexpected error", extra={"request_id": rid})
+            message = f"internal error; quote request id {rid} when reporting it"
+        field = getattr(exc, "field", None)
+        body = orjson.dumps(error_body(protocol, status, message, field))
+        return status, body, _JSON + headers_of(exc)
+
+    # ---------------------------------------------------------------- metadata & health
+    async def _get(self, send: Any, method: str, build: Callable[[], Any],
+                   protocol: Protocol = "v2") -> None:
+        if method not in ("GET", "HEAD"):
+            await _respond(send, 405, orjson.dumps(error_body(protocol, 405, "use GET")), _JSON)
+            return
+        try:
+            value = build()
+        except Exception as exc:
+            status, payload, headers = self._error(protocol, exc, uuid.uuid4().hex)
+            await _respond(send, status, payload, headers)
+            return
+        if isinstance(value, str):
+            await _respond(send, 200, value.encode(), [(b"content-type", b"text/plain")])
+        else:
+            await _respond(send, 200, orjson.dumps(value), _JSON)
+
+    def _server_metadata(self) -> dict[str, Any]:
+        return {"name": "modelport", "version": modelport.__version__,
+                "extensions": ["model_repository", "binary_tensor_data"]}
+
+    def _v2_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        runner = self.runner_for(name, version)
+        inputs, outputs = v2.tensor_metadata(runner.model)
+        return {
+            "name": name,
+            "versions": [str(runner.version)],
+            "platform": f"modelport_{runner.model.flavor}",
+            "inputs": inputs,
+            "outputs": outputs,
+            "parameters": self._model_parameters(name, runner),
+        }
+
+    def _model_parameters(self, name: str, runner: Runner) -> dict[str, Any]:
+        ref = self.served[name]
+        params: dict[str, Any] = {
+            "ref": ref, "flavor": runner.model.flavor, "task": runner.model.signature.task,
+            "accelerated": runner.accelerated, "accelerate_reason": runner.accelerate_reason,
+        }
+        if ref in self.load_errors:
+            params["last_reload_error"] = self.load_errors[ref]
+        return params
+
+    def _v1_metadata(self, name: str) -> dict[str, Any]:
+        runner = self.runner_for(name)
+        return {"name": name, "ready": not self.draining, "version": str(runner.version),
+                **self._model_parameters(name, runner)}
+
+    async def _health(self, send: Any, method: str, which: str, protocol: Protocol) -> None:
+        ok = True if which == "live" else self.ready
+        if protocol == "mlflow":
+            await _respond(send, 200 if ok else 503, b"\n", [(b"content-type", b"text/plain")])
+            return
+        if which not in ("live", "ready"):
+            await _respond(send, 404, orjson.dumps({"error": "no such health check"}), _JSON)
+            return
+        await _respond(send, 200 if ok else 503, orjson.dumps({which: ok}), _JSON)
+
+    async def _model_ready(self, send: Any, method: str, name: str, version: str | None) -> None:
+        try:
+            self.runner_for(name, version)
+            ok = not self.draining
+        except NotFoundError:
+            ok = False
+        await _respond(send, 200 if ok else 503, orjson.dumps({"name": name, "ready": ok}),
+                       _JSON)
+
+    async def _metrics(self, send: Any, method: str) -> None:
+        body = await run_sync(None, self.metrics.render)
+        await _respond(send, 200, body, [(b"content-type", CONTENT_TYPE.encode())])
+
+    async def _docs(self, send: Any, method: str, which: str) -> None:
+        models = {}
+        for name in self.served:
+            try:
+                models[name] = self.runner_for(name).model
+            except ModelportError:
+                continue
+        document = openapi.document(models)
+        if which == "openapi.json":
+            await _respond(send, 200, orjson.dumps(document), _JSON)
+        else:
+            await _respond(send, 200, openapi.page(document).encode(),
+                           [(b"content-type", b"text/html; charset=utf-8")])
+
+    # ---------------------------------------------------------------- repository extension
+    async def _repository(self, scope: dict[str, Any], receive: Any, send: Any, method: str,
+                          rest: list[str]) -> None:
+        rid = _request_id(scope)
+        try:
+            if method != "POST":
+                raise _MethodNotAllowed("use POST for the model repository extension")
+            await read_body(scope, receive, self._max_body)
+            if rest == ["index"]:
+                payload: Any = self._index()
+            elif len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
+                if rest[2] == "load":
+                    await run_sync(None, self.add_model, rest[1])
+                else:
+                    self._unload(rest[1])
+                payload = {}
+            else:
+                raise NotFoundError(f"no route {scope['path']}")
+            await _respond(send, 200, orjson.dumps(payload), _JSON, rid)
+        except Exception as exc:
+            status, body, headers = self._error("v2", exc, rid)
+            await _respond(send, status, body, headers, rid)
+
+    def _index(self) -> list[dict[str, Any]]:
+        out = []
+        for name, ref in self.served.items():
+            key = self.service.references().get(ref)
+            entry: dict[str, Any] = {
+                "name": name, "version": str(key[1]) if key else "",
+                "state": "READY" if key else "UNAVAILABLE",
+                "reason": self.load_errors.get(ref, ""),
+            }
+            out.append(entry)
+        return out
+
+    def _unload(self, name: str) -> None:
+        ref = self.served.pop(name, None)
+        if ref is None:
+            raise NotFoundError(f"model {name!r} is not served here")
+        if ref not in self.served.values():
+            self.service.unload(ref)
+
+
+class _MethodNotAllowed(ModelportError):
+    pass
+
+
+def create_app(service: InferenceService, config: ServeConfig | None = None, *,
+               metrics: ServingMetrics | None = None,
+               metrics_registry: CollectorRegistry | None = None) -> ServingApp:
+    """The ASGI app over ``service``. Models in ``config.models`` load at startup.
+
+    Metrics go to ``metrics`` (or a new set on ``metrics_registry``, or on a fresh registry); the
+    app subscribes them to the service's prediction events and runner batch hook.
+    """
+    config = config or ServeConfig()
+    if metrics is None:
+        metrics = ServingMetrics(metrics_registry or CollectorRegistry(),
+                                 multiproc_dir=multiprocess_enabled())
+    service.on_batch = metrics.observe_batch
+    service.events.subscribe(metrics.observe_event)
+    return ServingApp(service, config, metrics)
+
+
+# -------------------------------------------------------------------- helpers
+def _request_id(scope: dict[str, Any]) -> str:
+    given = header(scope, b"x-request-id")
+    if given and len(given) <= 128:
+        return given.decode("latin-1")
+    return uuid.uuid4().hex
+
+
+def _query_param(scope: dict[str, Any], name: bytes) -> str | None:
+    query: bytes = scope.get("query_string", b"")
+    if not query:
+        return None
+    for pair in query.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if key == name:
+            from urllib.parse import unquote
+
+            return unquote(value.decode("latin-1"))
+    return None
+
+
+async def _respond(send: Any, status: int, body: bytes, headers: Headers,
+                   request_id: str | None = None) -> None:
+    out = [*headers, (b"content-length", str(len(body)).encode())]
+    if request_id is not None:
+        out.append((b"x-request-id", request_id.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,100 @@
+"""Prometheus metrics of the serving edge, on a registry passed in (never the global one).
+
+With several worker processes, each worker writes its samples to ``multiproc_dir`` (prometheus
+client's multiprocess mode, enabled by the supervisor before workers start) and ``render()``
+aggregates every worker's files, so any worker answers ``/metrics`` for the whole server.
+
+=========================================== ===========================================
+metric                                      labels
+=========================================== ===========================================
+``modelport_requests_total``                model, version, protocol, status
+``modelport_request_duration_seconds``      model, protocol (histogram)
+``modelport_batch_rows``                    model, version (histogram of model calls)
+``modelport_queue_rows``                    model, version (rows waiting, summed)
+``modelport_predicted_rows_total``          model, version (from the core's events)
+``modelport_model_load_failures_total``     model
+=========================================== ===========================================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess as prom_multiprocess
+
+from modelport.core.events import PredictionEvent
+from modelport.core.runner import Runner
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    5.0, 10.0)
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class ServingMetrics:
+    def __init__(self, registry: CollectorRegistry, *, multiproc_dir: str | None = None) -> None:
+        self.registry = registry
+        self.multiproc_dir = multiproc_dir
+        self.requests = Counter(
+            "modelport_requests", "Requests answered, by model, version, protocol and status.",
+            ["model", "version", "protocol", "status"], registry=registry)
+        self.latency = Histogram(
+            "modelport_request_duration_seconds", "Time from request to response.",
+            ["model", "protocol"], buckets=_LATENCY_BUCKETS, registry=registry)
+        self.batch_rows = Histogram(
+            "modelport_batch_rows", "Rows per model call made by the micro-batcher.",
+            ["model", "version"], buckets=_ROW_BUCKETS, registry=registry)
+        self.queue_rows = Gauge(
+            "modelport_queue_rows", "Rows waiting for a model call.", ["model", "version"],
+            registry=registry, multiprocess_mode="livesum")
+        self.predicted_rows = Counter(
+            "modelport_predicted_rows", "Rows predicted, counted from prediction events.",
+            ["model", "version"], registry=registry)
+        self.load_failures = Counter(
+            "modelport_model_load_failures", "Model versions that failed to load or reload.",
+            ["model"], registry=registry)
+        # labelled children, cached: labels() costs more than the increment itself
+        self._request_children: dict[tuple[str, str, str, int], Any] = {}
+        self._latency_children: dict[tuple[str, str], Any] = {}
+
+    def observe_request(self, model: str, version: str, protocol: str, status: int,
+                        seconds: float) -> None:
+        key = (model, version, protocol, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(
+                model, version, protocol, str(status))
+        child.inc()
+        lkey = (model, protocol)
+        lchild = self._latency_children.get(lkey)
+        if lchild is None:
+            lchild = self._latency_children[lkey] = self.latency.labels(model, protocol)
+        lchild.observe(seconds)
+
+    def observe_batch(self, runner: Runner, rows: int) -> None:
+        """The runners' per-call hook (``Runner.on_batch``)."""
+        version = str(runner.version)
+        self.batch_rows.labels(runner.name, version).observe(rows)
+        self.queue_rows.labels(runner.name, version).set(runner.queued_rows)
+
+    def observe_event(self, event: PredictionEvent) -> None:
+        """An ``EventBus`` observer: counts rows off the hot path."""
+        self.predicted_rows.labels(event.model, str(event.version)).inc(event.n_rows)
+
+    def load_failed(self, model: str) -> None:
+        self.load_failures.labels(model).inc()
+
+    def render(self) -> bytes:
+        if self.multiproc_dir:
+            registry = CollectorRegistry()
+            prom_multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+                registry, path=self.multiproc_dir)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+def multiprocess_enabled() -> str | None:
+    """The multiprocess directory when this process writes multiprocess samples."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None

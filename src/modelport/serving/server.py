@@ -1,0 +1,321 @@
+"""Running the server: one process, or N worker processes sharing the port.
+
+``run_server(config)`` blocks until SIGTERM or SIGINT. Each worker (the process itself when
+``workers == 1``) builds its own registry client, ``InferenceService`` and app, loads every model
+*before* it listens, limits the model libraries' thread pools (``model_threads``, one by default:
+on a small machine OpenMP threads spinning on the other cores double the CPU per request), and
+serves with uvicorn (uvloop + httptools) on a ``SO_REUSEPORT`` socket, so the kernel spreads
+connections over the workers.
+
+Shutdown on SIGTERM: readiness turns false at once, requests keep being served for
+``limits.shutdown_delay_s`` (load balancers notice), then the listener closes, in-flight requests
+finish (up to ``limits.graceful_timeout_s``), queued model calls drain, and the process exits 0.
+With several workers, the supervisor forwards the signal to each and restarts a worker that dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from modelport.errors import ConfigurationError, ModelportError
+from modelport.serving.config import ServeConfig
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from modelport.serving.app import ServingApp
+    from modelport.settings import Settings
+
+log = logging.getLogger("modelport.serving")
+
+ReadyCallback = Callable[[str], None]
+
+
+def run_server(config: ServeConfig, settings: Settings | None = None, *,
+               on_ready: ReadyCallback | None = None) -> int:
+    """Serve ``config.models`` until SIGTERM/SIGINT; returns the exit status (0 after a graceful
+    shutdown). ``on_ready`` is called with the base URL once every worker is ready.
+
+    Raises ``ModelportError`` when a model cannot be loaded or the port cannot be bound.
+    """
+    from modelport.settings import Settings
+
+    settings = settings or Settings.from_env()
+    if not config.models:
+        raise ConfigurationError(
+            "no models to serve; name at least one, e.g. 'modelport serve churn@production'")
+    if config.workers == 1:
+        sock = bind_socket(config.host, config.port)
+        return _serve_in_process(config, settings, sock, on_ready)
+    return _Supervisor(config, settings).run(on_ready)
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def base_url(config: ServeConfig, sock: socket.socket) -> str:
+    host = config.host if ":" not in config.host else f"[{config.host}]"
+    return f"http://{host}:{sock.getsockname()[1]}"
+
+
+# ------------------------------------------------------------------------ one worker
+def limit_threads(threads: int) -> None:
+    """Limit BLAS/OpenMP pools of the model libraries in this process."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return
+    threadpool_limits(limits=threads)
+
+
+def build_app(config: ServeConfig, settings: Settings) -> ServingApp:
+    """Registry, service and app for one worker, with every model loaded (blocking)."""
+    from modelport.core.service import InferenceService
+    from modelport.registry import Registry
+    from modelport.serving.app import create_app
+
+    registry = Registry.from_settings(settings)
+    service = InferenceService(registry, options=config.runner_options(), trusted=config.trusted,
+                               load_timeout=config.load_timeout_s)
+    app = create_app(service, config)
+    app.load_models()
+    _add_grpc(app, config)
+    return app
+
+
+def _add_grpc(app: ServingApp, config: ServeConfig) -> None:
+    if config.grpc_port is None:
+        return
+    try:
+        from modelport.serving.grpc import start_grpc_server
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"gRPC serving is not available in this installation ({exc}); drop --grpc-port"
+        ) from None
+    handle: Any = None
+    port = config.grpc_port
+
+    async def start() -> None:
+        nonlocal handle
+        handle = await start_grpc_server(app.service, config.host, port)
+        log.info("gRPC listening on %s:%s", config.host, port)
+
+    async def stop() -> None:
+        if handle is not None:
+            await handle.stop(config.limits.graceful_timeout_s)
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
+
+
+def _serve_in_process(config: ServeConfig, settings: Settings, sock: socket.socket,
+                      on_ready: ReadyCallback | None) -> int:
+    limit_threads(config.model_threads)
+    app = build_app(config, settings)
+    server = _server(app, config)
+    url = base_url(config, sock)
+
+    async def announce() -> None:
+        log.info("serving %s on %s", ", ".join(app.served), url)
+        if on_ready is not None:
+            on_ready(url)
+
+    app.on_startup.append(announce)
+    server.run(sockets=[sock])
+    return 0 if server.started else 1
+
+
+def _server(app: ServingApp, config: ServeConfig) -> uvicorn.Server:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn, with readiness turned off first and no signal re-raised at the end."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit)
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if app.draining:  # a second signal: stop waiting
+                super().handle_exit(sig, frame)
+                return
+            app.draining = True
+            log.info("shutting down: readiness is off, in-flight requests finish")
+            delay = config.limits.shutdown_delay_s
+            if delay > 0:
+                timer = threading.Timer(delay, lambda: setattr(self, "should_exit", True))
+                timer.daemon = True
+                timer.start()
+            else:
+                self.should_exit = True
+
+    uv_config = uvicorn.Config(
+        app, loop="uvloop", http="httptools", lifespan="on", log_config=None,
+        access_log=False, server_header=False, backlog=2048,
+        timeout_graceful_shutdown=max(1, round(config.limits.graceful_timeout_s)),
+        timeout_keep_alive=30,
+    )
+    return Server(uv_config)
+
+
+# ------------------------------------------------------------------------ many workers
+def _worker_main(config: ServeConfig, settings: Settings, port: int, report: Any,
+                 log_level: int) -> None:
+    from modelport.serving import logs
+
+    logs.configure(log_level)
+    try:
+        sock = bind_socket(config.host, port, reuse_port=True)
+        limit_threads(config.model_threads)
+        app = build_app(config, settings)
+    except ModelportError as exc:
+        report.put(("failed", os.getpid(), str(exc)))
+        sys.exit(1)
+    except Exception as exc:
+        log.exception("worker failed to start")
+        report.put(("failed", os.getpid(), repr(exc)))
+        sys.exit(1)
+
+    async def announce() -> None:
+        report.put(("ready", os.getpid(), ""))
+
+    app.on_startup.append(announce)
+    server = _server(app, config)
+    server.run(sockets=[sock])
+    sys.exit(0)
+
+
+class _Supervisor:
+    """Starts N workers on one port, forwards SIGTERM, restarts a worker that dies."""
+
+    def __init__(self, config: ServeConfig, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.stopping = False
+
+    def run(self, on_ready: ReadyCallback | None) -> int:
+        config = self.config
+        # bound, never listening: reserves the port (and resolves port 0) for the workers
+        holder = bind_socket(config.host, config.port, reuse_port=True)
+        port = holder.getsockname()[1]
+        own_dir = config.metrics_dir is None
+        metrics_dir = config.metrics_dir or tempfile.mkdtemp(prefix="modelport-metrics-")
+        os.makedirs(metrics_dir, exist_ok=True)
+        for stale in os.listdir(metrics_dir):
+            if stale.endswith(".db"):
+                os.remove(os.path.join(metrics_dir, stale))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        os.environ["OMP_NUM_THREADS"] = str(config.model_threads)
+        ctx = multiprocessing.get_context("spawn")
+        report = ctx.Queue()
+        level = logging.getLogger().getEffectiveLevel()
+        procs: list[Any] = []
+
+        def start() -> Any:
+            proc = ctx.Process(target=_worker_main, name="modelport-worker",
+                               args=(config, self.settings, port, report, level))
+            proc.start()
+            return proc
+
+        previous = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            procs = [start() for _ in range(config.workers)]
+            self._wait_ready(report, procs)
+            url = base_url(config, holder)
+            log.info("serving %s on %s with %d workers", ", ".join(config.models), url,
+                     config.workers)
+            if on_ready is not None:
+                on_ready(url)
+            while not self.stopping:
+                time.sleep(0.2)
+                for i, proc in enumerate(procs):
+                    if not proc.is_alive() and not self.stopping:
+                        log.error("worker %s exited with %s; starting another", proc.pid,
+                                  proc.exitcode)
+                        _mark_dead(proc.pid, metrics_dir)
+                        procs[i] = start()
+            return 0
+        finally:
+            self._stop(procs)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            holder.close()
+            if own_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _on_signal(self, sig: int, frame: Any) -> None:
+        self.stopping = True
+
+    def _wait_ready(self, report: Any, procs: list[Any]) -> None:
+        deadline = time.monotonic() + self.config.load_timeout_s + 60
+        ready = 0
+        while ready < len(procs):
+            if self.stopping:
+                return
+            try:
+                state, _pid, message = report.get(timeout=0.2)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise ModelportError("workers did not start in time; see the logs") \
+                        from None
+                continue
+            if state == "failed":
+                raise ModelportError(message)
+            ready += 1
+
+    def _stop(self, procs: list[Any]) -> None:
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+        limit = self.config.limits.shutdown_delay_s + self.config.limits.graceful_timeout_s + 10
+        deadline = time.monotonic() + limit
+        for proc in procs:
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+
+
+def _mark_dead(pid: int | None, metrics_dir: str) -> None:
+    if pid is None:
+        return
+    from prometheus_client import multiprocess as prom_multiprocess
+
+    prom_multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
+

@@ -1,0 +1,290 @@
+"""Open Inference Protocol V2 over REST: tensors in, tensors out (JSON and binary extension).
+
+A tabular model takes either one tensor per column (shape ``[n]`` or ``[n, 1]``, the form
+Triton and MLServer clients send) or one ``[n, k]`` tensor holding every column in signature
+order. A tensor model takes its named tensors with shape ``[n, *shape]``.
+
+With the binary-tensor extension (``tritonclient``'s default) the request starts with
+``Inference-Header-Content-Length`` bytes of JSON; the raw little-endian tensor bytes of every
+input that declares ``parameters.binary_data_size`` follow in input order. Outputs are returned
+the same way when the request asks for it (``outputs[].parameters.binary_data`` or the request
+parameter ``binary_data_output``).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelport.bundle.model import Model
+from modelport.bundle.signature import ColumnSpec, Signature
+from modelport.core.batch import Array, Batch, Result
+from modelport.errors import InvalidInputError
+
+#: V2 datatype ⇄ NumPy dtype
+DATATYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(bool),
+    "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8), "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+_BY_DTYPE = {v.str: k for k, v in DATATYPES.items() if k != "BYTES"}
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def datatype_of(dtype: np.dtype[Any] | str) -> str:
+    dt = np.dtype("O" if dtype == "string" else dtype)
+    if dt.kind in "OUS":
+        return "BYTES"
+    return _BY_DTYPE.get(dt.newbyteorder("<").str if dt.byteorder == ">" else dt.str, "BYTES")
+
+
+@dataclass
+class V2Request:
+    batch: Batch
+    id: str | None
+    #: requested output names (None: all) and whether each comes back binary
+    outputs: dict[str, bool] | None
+    binary_default: bool
+
+
+def decode(body: bytes, header_length: int | None, model: Model) -> V2Request:
+    if header_length is not None:
+        if header_length < 0 or header_length > len(body):
+            raise InvalidInputError(
+                f"{HEADER_LENGTH} is {header_length} but the body has {len(body)} bytes"
+            )
+        head, binary = body[:header_length], memoryview(body)[header_length:]
+    else:
+        head, binary = body, memoryview(b"")
+    try:
+        payload = orjson.loads(head)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise InvalidInputError("an inference request is a JSON object with an 'inputs' list")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidInputError("an inference request needs a non-empty 'inputs' list")
+    tensors: dict[str, Array] = {}
+    offset = 0
+    for i, tensor in enumerate(inputs):
+        if not isinstance(tensor, dict) or "name" not in tensor:
+            raise InvalidInputError(f"inputs[{i}] needs 'name', 'shape', 'datatype' and 'data'")
+        array, used = _decode_tensor(tensor, binary, offset)
+        offset += used
+        tensors[str(tensor["name"])] = array
+    if offset != len(binary):
+        raise InvalidInputError(
+            f"the binary part has {len(binary)} bytes but the inputs declare {offset}"
+        )
+    batch = _to_batch(tensors, model.signature)
+    params = payload.get("parameters") or {}
+    binary_default = bool(params.get("binary_data_output", False)) if isinstance(
+        params, dict) else False
+    outputs: dict[str, bool] | None = None
+    requested = payload.get("outputs")
+    if isinstance(requested, list) and requested:
+        outputs = {}
+        for item in requested:
+            if not isinstance(item, dict) or "name" not in item:
+                raise InvalidInputError("each entry of 'outputs' needs a 'name'")
+            p = item.get("parameters") or {}
+            outputs[str(item["name"])] = bool(p.get("binary_data", binary_default))
+    rid = payload.get("id")
+    return V2Request(batch, str(rid) if rid is not None else None, outputs, binary_default)
+
+
+def _decode_tensor(tensor: Mapping[str, Any], binary: memoryview, offset: int
+                   ) -> tuple[Array, int]:
+    name = str(tensor["name"])
+    datatype = str(tensor.get("datatype", "")).upper()
+    dtype = DATATYPES.get(datatype)
+    if dtype is None:
+        raise InvalidInputError(
+            f"input {name!r}: unknown datatype {tensor.get('datatype')!r}; use one of "
+            f"{sorted(DATATYPES)}", field=name)
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+        raise InvalidInputError(f"input {name!r}: 'shape' must be a list of sizes", field=name)
+    params = tensor.get("parameters") or {}
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    count = int(np.prod(shape)) if shape else 1
+    if size is not None:
+        size = int(size)
+        raw = binary[offset:offset + size]
+        if len(raw) != size:
+            raise InvalidInputError(f"input {name!r}: binary data is shorter than declared",
+                                    field=name)
+        if datatype == "BYTES":
+            flat = _bytes_elements(raw, name)
+        else:
+            if size != count * dtype.itemsize:
+                raise InvalidInputError(
+                    f"input {name!r}: {size} bytes do not hold shape {shape} of {datatype}",
+                    field=name)
+            flat = np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
+        used = size
+    else:
+        if "data" not in tensor:
+            raise InvalidInputError(f"input {name!r} has no 'data'", field=name)
+        data = tensor["data"]
+        try:
+            if datatype == "BYTES":
+                flat = np.array(_flatten(data), dtype=object)
+            else:
+                flat = np.asarray(data, dtype=dtype).reshape(-1)
+        except (ValueError, TypeError):
+            raise InvalidInputError(
+                f"input {name!r}: data is not a list of {datatype} values", field=name
+            ) from None
+        used = 0
+    if flat.size != count:
+        raise InvalidInputError(
+            f"input {name!r}: shape {shape} needs {count} values, got {flat.size}", field=name)
+    return flat.reshape(shape), used
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    out: list[Any] = []
+    for item in data:
+        out.extend(_flatten(item)) if isinstance(item, list) else out.append(item)
+    return out
+
+
+def _bytes_elements(raw: memoryview, name: str) -> Array:
+    out: list[Any] = []
+    pos = 0
+    while pos < len(raw):
+        if pos + 4 > len(raw):
+            raise InvalidInputError(f"input {name!r}: truncated BYTES element", field=name)
+        (n,) = struct.unpack_from("<I", raw, pos)
+        out.append(bytes(raw[pos + 4:pos + 4 + n]))
+        pos += 4 + n
+    return np.array(out, dtype=object)
+
+
+def _to_batch(tensors: dict[str, Array], signature: Signature) -> Batch:
+    specs = {s.name: s for s in signature.inputs}
+    if signature.kind == "columns" and len(tensors) == 1:
+        (name, array), = tensors.items()
+        if name not in specs and array.ndim == 2:
+            # one [n, k] tensor with every column in signature order
+            return signature.coerce(_strings(array, None) if array.dtype == object else array)
+    columns: dict[str, Any] = {}
+    for name, array in tensors.items():
+        spec = specs.get(name)
+        if spec is None:
+            raise InvalidInputError(
+                f"unexpected input {name!r}; the model takes {signature.input_names}", field=name)
+        if signature.kind == "columns":
+            if array.ndim == 2 and array.shape[1] == 1:
+                array = array[:, 0]
+            if array.ndim != 1:
+                raise InvalidInputError(
+                    f"input {name!r}: expected shape [n] or [n, 1], got {list(array.shape)}",
+                    field=name)
+        columns[name] = _strings(array, spec) if array.dtype == object else array
+    return signature.coerce(columns)
+
+
+def _strings(array: Array, spec: ColumnSpec | None) -> Array:
+    out = np.empty(array.shape, dtype=object)
+    flat_in, flat_out = array.reshape(-1), out.reshape(-1)
+    for i, value in enumerate(flat_in):
+        flat_out[i] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return out
+
+
+# ------------------------------------------------------------------------------ response
+def output_tensors(result: Result, model: Model) -> list[tuple[str, Array]]:
+    """The named output tensors of ``result`` (labels first, then probabilities, then extras)."""
+    names = [o.name for o in model.signature.outputs]
+    out: list[tuple[str, Array]] = []
+    if result.labels is not None:
+        label = next((n for n in names if n in ("label", "prediction")), None)
+        if label is None:
+            label = "prediction" if model.signature.task == "regression" else "label"
+        out.append((label, result.labels))
+    if result.probabilities is not None:
+        out.append(("probabilities", result.probabilities))
+    out.extend(result.outputs.items())
+    return out
+
+
+def encode(request: V2Request, result: Result, model: Model, model_name: str,
+           request_id: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    tensors = output_tensors(result, model)
+    if request.outputs is not None:
+        available = dict(tensors)
+        missing = [n for n in request.outputs if n not in available]
+        if missing:
+            raise InvalidInputError(
+                f"unknown output {missing[0]!r}; the model returns {list(available)}",
+                field=missing[0])
+        tensors = [(n, available[n]) for n in request.outputs]
+    outputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, array in tensors:
+        binary = request.outputs[name] if request.outputs is not None else request.binary_default
+        datatype = datatype_of(array.dtype)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if binary:
+            blob = _tensor_bytes(array, datatype)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = _json_data(array)
+        outputs.append(entry)
+    response = {
+        "model_name": model_name,
+        "model_version": str(model.version) if model.version is not None else "",
+        "id": request.id if request.id is not None else request_id,
+        "outputs": outputs,
+    }
+    head = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return head, [(b"content-type", b"application/json")]
+    return head + b"".join(blobs), [
+        (b"content-type", b"application/octet-stream"),
+        (HEADER_LENGTH.encode(), str(len(head)).encode()),
+    ]
+
+
+def _json_data(array: Array) -> Any:
+    flat = array.reshape(-1)
+    if flat.dtype.kind in "OUS":
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in flat.tolist()]
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+        return [None if v != v else v for v in flat.tolist()]
+    return flat if flat.flags.c_contiguous else np.ascontiguousarray(flat)
+
+
+def _tensor_bytes(array: Array, datatype: str) -> bytes:
+    if datatype != "BYTES":
+        return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    parts = []
+    for value in array.reshape(-1).tolist():
+        raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+        parts.append(struct.pack("<I", len(raw)) + raw)
+    return b"".join(parts)
+
+
+def tensor_metadata(model: Model) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Inputs and outputs as V2 model metadata lists (``-1`` marks the batch dimension)."""
+    sig = model.signature
+    inputs = [{"name": s.name, "datatype": datatype_of(s.dtype), "shape": [-1, *s.shape]}
+              for s in sig.inputs]
+    outputs = [{"name": s.name, "datatype": datatype_of(s.dtype), "shape": [-1, *s.shape]}
+               for s in sig.outputs]
+    return inputs, outputs
