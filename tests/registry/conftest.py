@@ -194,9 +194,10 @@ def _make_store(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> It
 @pytest.fixture(scope="session")
 def iris_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LogisticRegression on iris, saved as a bundle named ``iris`` (skops format)."""
-    import modelport
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
+
+    import modelport
 
     x, y = load_iris(return_X_y=True, as_frame=True)
     model = LogisticRegression(max_iter=500).fit(x, y)

@@ -1,4 +1,4 @@
-"""The registry contract, run over every store: sqlite/postgresql metadata × local/S3 artifacts."""
+"""The registry contract, run over every store: sqlite/postgresql metadata x local/S3 artifacts."""
 
 from __future__ import annotations
 

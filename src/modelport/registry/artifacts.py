@@ -14,7 +14,7 @@ import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from modelport.bundle.hashing import verify_tree
@@ -29,9 +29,9 @@ from modelport.errors import (
 
 def check_relpath(rel: str) -> str:
     """A bundle file path: relative, POSIX, no ``..``, no NUL — safe to join under a prefix."""
-    parts = PurePosixPath(rel).parts
-    if (not rel or "\x00" in rel or "\\" in rel or rel.startswith("/") or not parts
-            or any(p in ("..", ".", "") for p in parts) or ":" in parts[0]):
+    parts = rel.split("/") if isinstance(rel, str) else [""]
+    if ("\x00" in rel or "\\" in rel or any(p in ("..", ".", "") for p in parts)
+            or ":" in parts[0]):
         raise InvalidReferenceError(
             f"bundle file path {rel!r} is not a plain relative path; refusing to store it"
         )
@@ -103,7 +103,7 @@ class ArtifactStore:
         uri = self.uri(f"{name}/{uuid.uuid4().hex}")
         prefix = self._path(uri)
         try:
-            with self._translated("upload to", uri):
+            with self._translated("upload to", uri, missing_is_error=True):
                 for rel in files:
                     fs.put_file(str(source / check_relpath(rel)), f"{prefix}/{rel}")
                 for rel, data in (extra or {}).items():
@@ -160,12 +160,24 @@ class ArtifactStore:
             fs.rm(self._path(uri), recursive=True)
 
     @contextmanager
-    def _translated(self, action: str, uri: str) -> Iterator[None]:
-        """fsspec / botocore errors become ``StorageError``; missing files pass through."""
+    def _translated(self, action: str, uri: str, *,
+                    missing_is_error: bool = False) -> Iterator[None]:
+        """fsspec / botocore errors become ``StorageError``.
+
+        ``FileNotFoundError`` passes through for downloads (the caller names the missing file);
+        on upload it means the bucket or folder itself is missing.
+        """
         try:
             yield
-        except (FileNotFoundError, ModelportError):
+        except ModelportError:
             raise
+        except FileNotFoundError as exc:
+            if not missing_is_error:
+                raise
+            raise StorageError(
+                f"cannot {action} the artifact store at {uri}: {exc}; does the bucket or folder "
+                "exist? (MODELPORT_ARTIFACTS)"
+            ) from None
         except PermissionError as exc:
             raise StorageError(
                 f"permission denied to {action} the artifact store at {uri}: {exc}; check the "
