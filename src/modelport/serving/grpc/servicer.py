@@ -5,8 +5,9 @@ the input tensors, binds them to the model's signature, submits the batch to the
 ``Runner`` (so gRPC requests share micro-batches with REST ones) and encodes the result.
 
 A request's ``model_name`` is a served name (``models`` maps it to a registry reference such as
-``churn@production``) or, when no served names are configured, any registry reference;
-``model_version`` pins a version of that model. Errors end the call with the status from
+``churn@production``; ``model_version``, if given, must be the version it serves, as on the REST
+side) or, when no served names are configured, any registry reference (``model_version`` then
+pins that version of the model). Errors end the call with the status from
 :mod:`modelport.serving.grpc.status`.
 """
 
@@ -43,12 +44,14 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 T = TypeVar("T")
 
 
-def served_names(models: Mapping[str, str] | Sequence[str] | None) -> dict[str, str] | None:
-    """Served name -> reference; a list of references serves each under its model name."""
-    if models is None:
-        return None
-    if isinstance(models, Mapping):
-        return dict(models)
+def served_names(models: Mapping[str, str] | Sequence[str] | None) -> Mapping[str, str] | None:
+    """Served name -> reference; a list of references serves each under its model name.
+
+    A mapping is used as it is, not copied: the REST side's table of served models (which the
+    model repository API changes at run time) then serves gRPC too.
+    """
+    if models is None or isinstance(models, Mapping):
+        return models
     return {parse_ref(ref).name: ref for ref in models}
 
 
@@ -91,7 +94,7 @@ class InferenceServicer:
         """Ready when the model resolves and loads (it is loaded here if it was not yet)."""
         async def ready() -> pb.ModelReadyResponse:
             try:
-                await self._runner(self.reference(request.name, request.version))
+                await self.resolve(request.name, request.version)
             except ModelportError as exc:
                 log.info("model %r is not ready: %s", request.name, exc)
                 return pb.ModelReadyResponse(ready=False)
@@ -103,7 +106,7 @@ class InferenceServicer:
                             context: grpc.aio.ServicerContext[Any, Any]
                             ) -> pb.ModelMetadataResponse:
         async def metadata() -> pb.ModelMetadataResponse:
-            runner = await self._runner(self.reference(request.name, request.version))
+            runner = await self.resolve(request.name, request.version)
             model = runner.model
             inputs, outputs = model_tensors(model)
             response = pb.ModelMetadataResponse(
@@ -130,7 +133,7 @@ class InferenceServicer:
     async def _infer(self, request: pb.ModelInferRequest,
                      context: grpc.aio.ServicerContext[Any, Any],
                      request_id: str) -> pb.ModelInferResponse:
-        runner = await self._runner(self.reference(request.model_name, request.model_version))
+        runner = await self.resolve(request.model_name, request.model_version)
         model = runner.model
         batch = batch_from_tensors(model.signature, decode_inputs(request))
         submitted = runner.submit(batch, source="grpc", request_id=request_id)
@@ -161,26 +164,28 @@ class InferenceServicer:
         return response
 
     # ------------------------------------------------------------------ helpers
-    def reference(self, name: str, version: str) -> str:
-        """The registry reference for a request's model name and optional version number."""
+    async def resolve(self, name: str, version: str) -> Runner:
+        """The runner for a request's model name and optional version number."""
         if not name:
             raise InvalidInputError("model_name is empty; name the model to use",
                                     field="model_name")
-        ref = name
-        if self.models is not None:
-            if name not in self.models:
-                raise NotFoundError(
-                    f"model {name!r} is not served here; served models: {sorted(self.models)}"
-                )
-            ref = self.models[name]
-        if version:
-            if not version.isascii() or not version.isdigit() or int(version) < 1:
-                raise InvalidInputError(
-                    f"model_version {version!r} is not a version number; give a positive "
-                    "integer such as 3, or leave it empty", field="model_version",
-                )
-            ref = f"{parse_ref(ref).name}:{int(version)}"
-        return ref
+        if version and (not version.isascii() or not version.isdigit() or int(version) < 1):
+            raise InvalidInputError(
+                f"model_version {version!r} is not a version number; give a positive integer "
+                "such as 3, or leave it empty", field="model_version",
+            )
+        if self.models is None:  # any registry reference; a version pins that version
+            return await self._runner(f"{parse_ref(name).name}:{int(version)}" if version
+                                      else name)
+        ref = self.models.get(name)
+        if ref is None:
+            raise NotFoundError(
+                f"model {name!r} is not served here; served models: {sorted(self.models)}"
+            )
+        runner = await self._runner(ref)
+        if version and str(runner.version) != version:
+            raise NotFoundError(f"model {name!r} serves version {runner.version}, not {version}")
+        return runner
 
     async def _runner(self, ref: str) -> Runner:
         if ref in self.service.references():  # loaded: a dictionary lookup
