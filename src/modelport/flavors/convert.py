@@ -249,4 +249,4 @@ def _bool_attributes_as_ints() -> Iterator[None]:
         try:
             yield
         finally:
-            ModelComponentContainer.add_node = original  # type: ignore[method-assign]
+            ModelComponentContainer.add_node = original

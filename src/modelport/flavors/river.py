@@ -101,6 +101,7 @@ class RiverPredictor(Predictor):
         self._names = list(signature.input_names)
         self._classify = signature.task == "classification" and hasattr(
             model, "predict_proba_one")
+        self._known = set(signature.classes or ())
         self._lock = threading.Lock()
 
     def rows(self, batch: Batch) -> list[dict[str, Any]]:
@@ -122,7 +123,7 @@ class RiverPredictor(Predictor):
                 labels = [self.native.predict_one(x) for x in rows]
         if probas is None:
             return Result(batch.n_rows, labels=_array(labels))
-        classes = _sorted({c for p in probas for c in p})
+        classes = _sorted(self._known.union(*probas))
         matrix = np.array([[p.get(c, 0.0) for c in classes] for p in probas],
                           dtype=np.float64).reshape(len(rows), len(classes))
         return Result(batch.n_rows, labels=_array(labels), probabilities=matrix,
@@ -140,6 +141,17 @@ class RiverPredictor(Predictor):
         with self._lock:
             for x, y in zip(rows, ys, strict=True):
                 self.native.learn_one(x, y)
+
+
+def classes_seen(classifier: Any) -> tuple[Any, ...] | None:
+    """The classes a River classifier has seen so far, where its state tells them."""
+    for attribute in ("classes", "classifiers", "class_counts"):
+        seen = getattr(classifier, attribute, None)
+        if isinstance(seen, set | frozenset | list | tuple | dict) and seen:
+            return tuple(_sorted(set(seen)))
+    if getattr(classifier, "_multiclass", True) is False:
+        return (False, True)  # River's binary classifiers answer {False: p, True: q}
+    return None
 
 
 def _sorted(values: set[Any]) -> list[Any]:
@@ -163,10 +175,14 @@ class RiverFlavor(Flavor):
         return comes_from(model, "river")
 
     def describe(self, model: Any) -> Description:
-        inspect = require("river.utils.inspect", "river")
-        task = ("classification" if inspect.isclassifier(model)
-                else "regression" if inspect.isregressor(model) else "other")
-        return Description(task, None, {"river": version_of("river")})  # type: ignore[arg-type]
+        base = require("river.base", "river")
+        final = model
+        while isinstance(getattr(final, "steps", None), dict) and final.steps:
+            final = list(final.steps.values())[-1]  # a Pipeline answers like its last step
+        task = ("classification" if isinstance(final, base.Classifier)
+                else "regression" if isinstance(final, base.Regressor) else "other")
+        classes = classes_seen(final) if task == "classification" else None
+        return Description(task, classes, {"river": version_of("river")})  # type: ignore[arg-type]
 
     def save(self, model: Any, directory: Path, *, signature: Signature,
              trusted: bool) -> dict[str, Any]:

@@ -72,7 +72,9 @@ class TorchPredictor(Predictor):
         self._float = getattr(torch, float_dtype)
 
     def _tensor(self, arr: Array) -> Any:
-        t = self._torch.from_numpy(np.ascontiguousarray(arr))
+        if not (arr.flags.c_contiguous and arr.flags.writeable):
+            arr = np.array(arr, order="C")  # torch wraps memory it may write; give it a copy
+        t = self._torch.from_numpy(arr)
         return t.to(self._float) if t.is_floating_point() else t
 
     def inputs(self, batch: Batch) -> list[Any]:
