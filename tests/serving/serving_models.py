@@ -1,0 +1,36 @@
+"""Fixture models for the serving tests, importable by the server subprocess (pyfunc flavor).
+
+``SumModel`` answers ``a + b`` per row after sleeping ``delay`` seconds per call; a row with a
+negative ``a`` makes the whole call raise (a poison row), which is what the batching tests need.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class SumModel:
+    input_type = "batch"
+    task = "regression"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+
+    def save(self, path: Path) -> None:
+        (Path(path) / "params.json").write_text(json.dumps({"delay": self.delay}))
+
+    def load(self, path: Path) -> None:
+        self.delay = json.loads((Path(path) / "params.json").read_text())["delay"]
+
+    def predict(self, batch: Any) -> Any:
+        if self.delay:
+            time.sleep(self.delay)
+        matrix = batch.to_matrix(np.float64)
+        if (matrix[:, 0] < 0).any():
+            raise ValueError("negative 'a' is poison for this model")
+        return matrix.sum(axis=1)
