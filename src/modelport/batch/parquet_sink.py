@@ -154,8 +154,6 @@ class ParquetSink(Sink):
     def commit(self, run_id: str, summary: dict[str, Any]) -> None:
         folder = self.version_dir(run_id)
         previous = self.current()
-        _put(self.fs, posixpath.join(folder, COMMITTED), json.dumps(summary).encode(),
-             local=self.local)
         if self.local:
             link = Path(self.path)
             if link.is_dir() and not link.is_symlink():
@@ -167,6 +165,10 @@ class ParquetSink(Sink):
             _fsync_dir(link.parent)
         else:
             _put(self.fs, posixpath.join(self.versions, "CURRENT"), run_id.encode(), local=False)
+        # the marker follows the switch: a run killed in between is published and a resume
+        # merely switches again and writes the marker
+        _put(self.fs, posixpath.join(folder, COMMITTED), json.dumps(summary).encode(),
+             local=self.local)
         self._collect(keep={run_id, previous})
 
     def _collect(self, keep: set[str | None]) -> None:

@@ -1,0 +1,81 @@
+"""ChunkScorer: bad rows are found by the signature's own rules; good rows are scored."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import modelport
+from modelport.batch.scoring import ChunkScorer, RunMeta
+from modelport.errors import ConfigurationError, InvalidInputError
+
+from .conftest import FEATURES, frame
+
+META = RunMeta("run-1", "lr", 3, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def scorer(bundle: Path, chunk_rows: int = 100) -> tuple[ChunkScorer, modelport.Model]:
+    model = modelport.load(str(bundle))
+    return ChunkScorer(model.signature, model.predict_batch, META, keep=["id"],
+                       chunk_rows=chunk_rows), model
+
+
+def test_scores_every_row_with_model_and_run_columns(classifier_bundle: Path) -> None:
+    s, model = scorer(classifier_bundle)
+    data = frame(50)
+    out = s.score(0, pa.RecordBatch.from_pandas(data, preserve_index=False))
+    assert out.rejects is None and out.rows_in == 50
+    table = out.output
+    assert table.column_names == ["id", "prediction", "probability_0", "probability_1",
+                                  "model_name", "model_version", "run_id", "scored_at"]
+    np.testing.assert_array_equal(table["prediction"].to_numpy(), model.predict(data[FEATURES]))
+    np.testing.assert_allclose(table["probability_1"].to_numpy(),
+                               model.predict_proba(data[FEATURES])[:, 1])
+    assert set(table["run_id"].to_pylist()) == {"run-1"}
+    assert set(table["model_version"].to_pylist()) == {3}
+
+
+def test_rows_that_fail_the_signature_are_rejected_with_reason(classifier_bundle: Path) -> None:
+    s, model = scorer(classifier_bundle, chunk_rows=64)
+    data = frame(64)
+    data["f2"] = data["f2"].astype(object)
+    data.loc[[3, 40], "f2"] = None
+    rows = pa.RecordBatch.from_pandas(data, preserve_index=False)
+    out = s.score(2, rows)
+    assert out.rejected == 2 and out.rows_out == 62
+    assert out.rejects is not None
+    assert out.rejects["row"].to_pylist() == [2 * 64 + 3, 2 * 64 + 40]
+    assert out.rejects["id"].to_pylist() == [3, 40]
+    assert "column 'f2'" in out.rejects["reason"][0].as_py()
+    good = data.drop(index=[3, 40])
+    np.testing.assert_array_equal(out.output["id"].to_numpy(), good["id"].to_numpy())
+    np.testing.assert_array_equal(out.output["prediction"].to_numpy(),
+                                  model.predict(good[FEATURES].astype(float)))
+
+
+def test_a_chunk_of_only_bad_rows_gives_an_empty_table_of_the_same_shape(
+        classifier_bundle: Path) -> None:
+    s, _ = scorer(classifier_bundle)
+    good = s.score(0, pa.RecordBatch.from_pandas(frame(5), preserve_index=False)).output
+    data = frame(3)
+    data["f0"] = ["a", "b", "c"]
+    out = s.score(1, pa.RecordBatch.from_pandas(data, preserve_index=False))
+    assert out.rows_out == 0 and out.rejected == 3
+    assert out.output.schema == good.schema
+
+
+def test_missing_column_and_clashing_keep_fail_before_any_row(classifier_bundle: Path) -> None:
+    s, _ = scorer(classifier_bundle)
+    schema = pa.RecordBatch.from_pandas(frame(2).drop(columns=["f3"]),
+                                        preserve_index=False).schema
+    with pytest.raises(InvalidInputError, match="no column 'f3'"):
+        s.check_schema(schema)
+    model = modelport.load(str(classifier_bundle))
+    clash = ChunkScorer(model.signature, model.predict_batch, META, keep=["run_id"])
+    with pytest.raises(ConfigurationError, match="clashes"):
+        clash.check_schema(pa.schema([*[(f, pa.float64()) for f in FEATURES],
+                                      ("run_id", pa.string())]))
