@@ -1,0 +1,203 @@
+"""Limits, overload, graceful shutdown, hot reload and multi-worker metrics on real servers."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from conftest import Home, StartServer, sum_example, sum_model
+
+
+def v2_body(a: float, b: float) -> dict[str, Any]:
+    return {"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [a]},
+                       {"name": "b", "shape": [1], "datatype": "FP64", "data": [b]}]}
+
+
+def infer(url: str, a: float, b: float = 0.0, timeout: float = 30) -> httpx.Response:
+    return httpx.post(f"{url}/v2/models/sum/infer", json=v2_body(a, b), timeout=timeout)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_timeout_and_overload_answer_504_and_503_with_retry_after(
+        home: Home, start_server: StartServer) -> None:
+    home.register(sum_model(delay=0.3), "sum", sum_example())
+    server = start_server(home, "sum", "--request-timeout", "0.1", "--max-queue-wait-ms", "50")
+    r = infer(server.url, 1)
+    assert r.status_code == 504 and "did not answer" in r.json()["error"]
+    time.sleep(0.4)  # the model finishes the call it started; the runner now knows its speed
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: infer(server.url, i), range(8)))
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {503, 504} and 503 in statuses
+    shed = next(a for a in answers if a.status_code == 503)
+    assert int(shed.headers["retry-after"]) >= 1
+    assert "overloaded" in shed.json()["error"]
+    text = httpx.get(server.url + "/metrics").text
+    assert metric(text, "modelport_requests_total", model="sum", status="503") >= 1
+
+
+def test_bad_request_grouped_with_good_ones_fails_alone(
+        home: Home, start_server: StartServer) -> None:
+    home.register(sum_model(delay=0.05), "sum", sum_example())
+    server = start_server(home, "sum", "--max-wait-ms", "40")
+    infer(server.url, 0)  # measure the model, so the next requests queue up together
+    values = [1.0, 2.0, -5.0, 3.0, 4.0, 5.0]
+    with ThreadPoolExecutor(len(values)) as pool:
+        answers = list(pool.map(lambda a: infer(server.url, a, 1.0), values))
+    for a, answer in zip(values, answers, strict=True):
+        if a < 0:
+            assert answer.status_code == 500 and "poison" in answer.json()["error"]
+        else:
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["outputs"][0]["data"] == [a + 1.0]
+    with ThreadPoolExecutor(len(values)) as pool:  # the same burst, all good
+        assert {a.status_code for a in pool.map(lambda a: infer(server.url, 1), values)} == {200}
+    text = httpx.get(server.url + "/metrics").text
+    calls = metric(text, "modelport_batch_rows_count", model="sum")
+    rows = metric(text, "modelport_batch_rows_sum", model="sum")
+    assert rows > calls  # requests were coalesced: some call carried several of them
+
+
+def test_sigterm_turns_readiness_off_and_finishes_in_flight_requests(
+        home: Home, start_server: StartServer) -> None:
+    home.register(sum_model(delay=2.0), "sum", sum_example())
+    server = start_server(home, "sum", "--shutdown-delay", "1.5")
+    result: dict[str, httpx.Response] = {}
+    worker = threading.Thread(target=lambda: result.setdefault("r", infer(server.url, 2, 3)))
+    worker.start()
+    time.sleep(0.3)
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert httpx.get(server.url + "/v2/health/ready").status_code == 503
+    assert httpx.get(server.url + "/v2/health/live").status_code == 200
+    worker.join(30)
+    assert result["r"].status_code == 200 and result["r"].json()["outputs"][0]["data"] == [5.0]
+    assert server.proc.wait(30) == 0
+
+
+class SteadyClient(threading.Thread):
+    """Sends one request every ``interval`` seconds and records status and model version."""
+
+    def __init__(self, url: str, interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.url, self.interval = url, interval
+        self.seen: list[tuple[int, str]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self.stop.is_set():
+                try:
+                    r = client.post(f"{self.url}/v2/models/sum/infer", json=v2_body(1, 1))
+                    version = r.json().get("model_version", "") if r.status_code == 200 else ""
+                    self.seen.append((r.status_code, version))
+                except httpx.HTTPError as exc:
+                    self.seen.append((0, repr(exc)))
+                time.sleep(self.interval)
+
+    def latest_version(self) -> str:
+        return self.seen[-1][1] if self.seen else ""
+
+
+def wait_for_version(client: SteadyClient, version: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while client.latest_version() != str(version):
+        assert time.monotonic() < deadline, f"version {version} never served: {client.seen[-5:]}"
+        time.sleep(0.05)
+
+
+def test_hot_reload_five_alias_moves_under_load_without_a_failed_request(
+        home: Home, start_server: StartServer) -> None:
+    versions = [home.register(sum_model(delay=0.002), "sum", sum_example()) for _ in range(6)]
+    home.set_alias("sum", "production", versions[0])
+    server = start_server(home, "sum@production", "--poll-interval", "0.2")
+    client = SteadyClient(server.url)
+    client.start()
+    try:
+        wait_for_version(client, versions[0])
+        for version in versions[1:]:
+            home.set_alias("sum", "production", version)
+            wait_for_version(client, version)
+    finally:
+        client.stop.set()
+        client.join(30)
+    statuses = {status for status, _ in client.seen}
+    assert statuses == {200}, [s for s in client.seen if s[0] != 200][:5]
+    order = [int(v) for _, v in client.seen]
+    assert order == sorted(order) and set(order) == set(versions)
+
+
+def test_failed_reload_keeps_the_old_version_serving(
+        home: Home, start_server: StartServer) -> None:
+    first = home.register(sum_model(), "sum", sum_example(), alias="production")
+    second = home.register(sum_model(), "sum", sum_example())
+    with home.registry() as reg:
+        artifact = Path(reg.resolve(f"sum:{second}").artifact_uri)
+    tampered = next(p for p in artifact.rglob("params.json"))
+    tampered.write_text('{"delay": 0.5}')
+    server = start_server(home, "sum@production", "--poll-interval", "0.2")
+    home.set_alias("sum", "production", second)
+    deadline = time.monotonic() + 60
+    while True:
+        index = httpx.post(server.url + "/v2/repository/index").json()
+        if index[0]["reason"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert index[0]["state"] == "READY" and index[0]["version"] == str(first)
+    assert "params.json" in index[0]["reason"] or "SHA-256" in index[0]["reason"]
+    r = infer(server.url, 1, 1)
+    assert r.status_code == 200 and r.json()["model_version"] == str(first)
+    meta = httpx.get(server.url + "/v2/models/sum").json()
+    assert meta["parameters"]["last_reload_error"] == index[0]["reason"]
+    assert httpx.get(server.url + "/v2/health/ready").status_code == 200
+    text = httpx.get(server.url + "/metrics").text
+    assert metric(text, "modelport_model_load_failures_total", model="sum") == 1
+    assert "keeps serving" in server.output()
+
+
+def test_workers_share_the_port_and_metrics_add_up(home: Home, start_server: StartServer,
+                                                   tmp_path: Path) -> None:
+    home.register(sum_model(), "sum", sum_example())
+    server = start_server(home, "sum", "--workers", "2")
+    for i in range(20):  # a new connection each time: the kernel spreads them over workers
+        assert infer(server.url, i).status_code == 200
+    for _ in range(4):
+        text = httpx.get(server.url + "/metrics").text
+        assert metric(text, "modelport_requests_total", model="sum", status="200") == 20
+    assert server.stop() == 0
+
+
+def test_serve_without_models_is_a_usage_error(home: Home, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "modelport.cli.main", "serve", "--port", "0"],
+                         env=home.env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "no models to serve" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_serve_unknown_model_fails_with_one_line(home: Home, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "modelport.cli.main", "serve", "ghost",
+                          "--port", "0"], env=home.env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 4, out.stderr
+    assert "ghost" in out.stderr and "Traceback" not in out.stderr
+
