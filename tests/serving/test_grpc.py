@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import serving_models  # tests/serving/conftest.py puts it on sys.path
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 import modelport
+from modelport.core.batch import Batch, Result
 from modelport.core.events import PredictionEvent
 from modelport.core.service import InferenceService
 from modelport.errors import ConfigurationError
@@ -26,6 +31,7 @@ from modelport.registry import Registry
 from modelport.serving.grpc import GrpcServerHandle, start_grpc_server
 from modelport.serving.grpc import grpc_predict_v2_pb2 as pb
 from modelport.serving.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
+from modelport.testing import SumPredictor
 
 T = TypeVar("T")
 
@@ -42,9 +48,18 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
 
     def close(self) -> None:
+        """Finish what is left on the loop (runner workers exit once woken), then stop it."""
+        self.run(_finish_tasks())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
+
+
+async def _finish_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +87,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory,
     ).fit(rooms, [100.0, 180.0, 210.0, 330.0, 120.0, 170.0])
     reg.register(modelport.save(price, tmp / "price", name="price", example=rooms))
     reg.register(modelport.save(price, tmp / "price2", name="price", example=rooms))
+    pairs = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    reg.register(modelport.save(serving_models.SumModel(), tmp / "sum", name="sum",
+                                example=pairs))
+    reg.register(modelport.save(serving_models.SumModel(delay=2.0), tmp / "slow", name="slow",
+                                example=pairs))
     return reg
 
 
@@ -331,5 +351,106 @@ def test_served_names_map_to_references_and_hide_the_rest(registry: Registry) ->
             client.close()
             loop.run(handle.stop(None))
     finally:
+        service.close()
+        loop.close()
+
+
+# ------------------------------------------------------------------ the core underneath
+def _pairs(a: float, b: float) -> list[triton.InferInput]:
+    return [_input("a", np.array([a]), "FP64"), _input("b", np.array([b]), "FP64")]
+
+
+def test_a_failing_model_answers_internal_without_its_internals(
+        client: triton.InferenceServerClient) -> None:
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("sum", _pairs(-1.0, 2.0), request_id="req-41")
+    assert _status(caught.value) == "StatusCode.INTERNAL"
+    message = caught.value.message()
+    assert "negative" not in message and "Traceback" not in message
+    assert "request id req-41" in message
+    assert client.infer("sum", _pairs(1.0, 2.0)).as_numpy("prediction").tolist() == [3.0]
+
+
+def test_a_prediction_past_the_request_timeout_is_deadline_exceeded(registry: Registry) -> None:
+    loop = LoopThread()
+    service = InferenceService(registry)
+    try:
+        handle = loop.run(start_grpc_server(service, "127.0.0.1", 0, request_timeout=0.2))
+        client = triton.InferenceServerClient(handle.target)
+        try:
+            with pytest.raises(InferenceServerException) as caught:
+                client.infer("slow", _pairs(1.0, 2.0))
+            assert _status(caught.value) == "StatusCode.DEADLINE_EXCEEDED"
+            assert "model slow:1 did not answer within 0.2 s" in caught.value.message()
+        finally:
+            client.close()
+            loop.run(handle.stop(None))
+    finally:
+        service.close()
+        loop.close()
+
+
+class GatedSumPredictor(SumPredictor):
+    """Holds its first call until released, so requests provably queue behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def predict(self, batch: Batch) -> Result:
+        self.started.set()
+        self.release.wait(60)
+        return super().predict(batch)
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.01)
+
+
+def test_rest_and_grpc_requests_share_one_micro_batch(registry: Registry) -> None:
+    """A REST and a gRPC request queued behind a busy model are answered by one model call."""
+    from modelport.serving.app import create_app
+    from modelport.serving.config import ServeConfig
+
+    loop = LoopThread()
+    service = InferenceService(registry)
+    app = create_app(service, ServeConfig(models=("sum",), poll_interval_s=0))
+    app.load_models()
+    runner = service.runner("sum")
+    gated = GatedSumPredictor()
+    runner.predictor = gated
+
+    async def rest(a: float, b: float) -> list[float]:
+        body = {"inputs": [{"name": "a", "datatype": "FP64", "shape": [1], "data": [a]},
+                           {"name": "b", "datatype": "FP64", "shape": [1], "data": [b]}]}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://modelport") as http:
+            response = await http.post("/v2/models/sum/infer", json=body)
+        assert response.status_code == 200, response.text
+        data: list[float] = response.json()["outputs"][0]["data"]
+        return data
+
+    handle = loop.run(start_grpc_server(service, "127.0.0.1", 0, models=app.served))
+    client = triton.InferenceServerClient(handle.target)
+    try:
+        first = asyncio.run_coroutine_threadsafe(rest(1.0, 2.0), loop.loop)
+        assert gated.started.wait(60)
+        with ThreadPoolExecutor(1) as pool:
+            by_grpc = pool.submit(client.infer, "sum", _pairs(10.0, 20.0))
+            by_rest = asyncio.run_coroutine_threadsafe(rest(100.0, 200.0), loop.loop)
+            _until(lambda: runner.queued_rows == 2, "both requests queued")
+            gated.release.set()
+            assert by_grpc.result(60).as_numpy("prediction").tolist() == [30.0]
+        assert by_rest.result(60) == [300.0]
+        assert first.result(60) == [3.0]
+        assert gated.call_sizes == [1, 2]
+    finally:
+        gated.release.set()
+        client.close()
+        loop.run(handle.stop(None))
         service.close()
         loop.close()

@@ -13,7 +13,6 @@ pins that version of the model). Errors end the call with the status from
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -25,7 +24,7 @@ import modelport
 from modelport.core.concurrency import run_sync
 from modelport.core.runner import Runner
 from modelport.core.service import InferenceService
-from modelport.errors import InvalidInputError, ModelportError, NotFoundError, RequestTimeoutError
+from modelport.errors import InvalidInputError, ModelportError, NotFoundError
 from modelport.registry.refs import parse_ref
 from modelport.serving.grpc import grpc_predict_v2_pb2 as pb
 from modelport.serving.grpc.layout import (
@@ -136,16 +135,8 @@ class InferenceServicer:
         runner = await self.resolve(request.model_name, request.model_version)
         model = runner.model
         batch = batch_from_tensors(model.signature, decode_inputs(request))
-        submitted = runner.submit(batch, source="grpc", request_id=request_id)
-        timeout = self._timeout(context)
-        try:
-            result = await asyncio.wait_for(submitted, timeout) if timeout is not None \
-                else await submitted
-        except TimeoutError:
-            raise RequestTimeoutError(
-                f"model {model.ref} did not answer within {timeout:.3g} s; retry later or "
-                "allow a longer deadline"
-            ) from None
+        result = await runner.submit(batch, source="grpc", request_id=request_id,
+                                     timeout=self._timeout(context))
         outputs = select_outputs(result_tensors(model, result),
                                  [o.name for o in request.outputs])
         raw = _wants_raw(request)
