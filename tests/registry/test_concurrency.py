@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,6 @@ def test_crash_between_upload_and_commit_leaves_no_visible_version(
         reg.resolve("iris")
     assert reg.audit() == []
     assert reg.register(iris_bundle).version == 1
+    orphans = reg.prune_uploads(older_than=timedelta(0))  # the crashed upload can be cleaned
+    assert len(orphans) == 1 and orphans[0] != reg.resolve("iris:1").artifact_uri
+    assert len(sql_store.prefixes("iris")) == 1

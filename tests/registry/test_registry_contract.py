@@ -303,3 +303,21 @@ def test_register_model_saves_and_registers(store: Store, iris_rows: Any) -> Non
     mv = reg.register_model(model, "tree", example=x[:5])
     assert isinstance(mv, ModelVersion) and mv.ref == "tree:1"
     np.testing.assert_array_equal(reg.load("tree").predict(iris_rows), model.predict(iris_rows))
+
+
+def test_prune_uploads_removes_only_unreferenced_old_uploads(store: Store,
+                                                             iris_bundle: Path) -> None:
+    from datetime import timedelta
+
+    from modelport.registry.artifacts import ArtifactStore
+
+    reg = store.registry()
+    kept = reg.register(iris_bundle)
+    orphan = ArtifactStore(store.artifacts, storage_options=store.storage_options).upload(
+        iris_bundle, {"model.skops": kept.files["model.skops"]}, "iris")
+    assert len(store.prefixes("iris")) == 2
+    assert reg.prune_uploads() == []  # too recent: might be a registration in flight
+    assert reg.prune_uploads(older_than=timedelta(0)) == [orphan]
+    assert store.prefixes("iris") == [kept.artifact_uri.rsplit("/", 1)[-1]]
+    assert reg.load("iris:1").version == 1
+    assert reg.audit(limit=1)[0].action == "prune_uploads"

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ from modelport.errors import (
     ModelportError,
     StorageError,
 )
+
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def check_relpath(rel: str) -> str:
@@ -153,6 +157,25 @@ class ArtifactStore:
             raise
         return target
 
+    def uploads(self) -> dict[str, datetime]:
+        """Every upload prefix URI in the store, with the time of its newest file."""
+        fs, base = self._filesystem()
+        with self._translated("list", self.root):
+            try:
+                found = fs.find(base, detail=True)
+            except FileNotFoundError:
+                return {}
+        newest: dict[str, datetime] = {}
+        for path, info in found.items():
+            parts = path[len(base):].strip("/").split("/")
+            if len(parts) < 3 or not _UPLOAD_ID.fullmatch(parts[1]):
+                continue
+            uri = self.uri(f"{parts[0]}/{parts[1]}")
+            when = _modified(info)
+            if uri not in newest or when > newest[uri]:
+                newest[uri] = when
+        return newest
+
     def delete(self, uri: str) -> None:
         """Remove everything under ``uri`` (best effort: used to clean up failed uploads)."""
         fs, _ = self._filesystem()
@@ -189,6 +212,16 @@ class ArtifactStore:
                 "check MODELPORT_ARTIFACTS and MODELPORT_STORAGE_OPTIONS (endpoint_url, key, "
                 "secret)"
             ) from None
+
+
+def _modified(info: Mapping[str, Any]) -> datetime:
+    """Modification time from an fsspec ``info`` dict (local: ``mtime``; S3: ``LastModified``)."""
+    value = info.get("LastModified", info.get("mtime", info.get("last_modified")))
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    return datetime.now(UTC)  # unknown age: treat as new, so it is never pruned early
 
 
 __all__ = ["ArtifactStore", "check_relpath"]

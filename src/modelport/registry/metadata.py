@@ -237,6 +237,11 @@ class MetadataStore:
                 for row in conn.execute(query)
             ]
 
+    def artifact_uris(self) -> set[str]:
+        """Every artifact URI a version refers to (archived ones included)."""
+        with self._reading() as conn:
+            return set(conn.execute(sa.select(t.versions.c.artifact_uri)).scalars())
+
     # -- changes ---------------------------------------------------------------------------
 
     def add_version(
@@ -355,6 +360,11 @@ class MetadataStore:
                     t.versions.c.name == name, t.versions.c.version == version
                 ).values(archived=archived))
             self._record(conn, actor, "archive" if archived else "unarchive", name, version, {})
+
+    def record(self, actor: Actor, action: str, details: dict[str, Any]) -> None:
+        """An audit entry for a change made outside the database (e.g. pruned uploads)."""
+        with self._writing() as conn:
+            self._record(conn, actor, action, None, None, details)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import os
 import socket
 import tempfile
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -254,6 +255,26 @@ class Registry:
         mv = self.resolve(ref)
         path = self.fetch(mv)
         return load_bundle(path, trusted=trusted, expected_files=mv.files, version=mv.version)
+
+    def prune_uploads(self, *, older_than: timedelta = timedelta(hours=1),
+                      actor: str | None = None) -> list[str]:
+        """Delete uploads no version refers to (left by registrations that crashed).
+
+        Only uploads whose newest file is older than ``older_than`` are removed, so a
+        registration still in flight (uploaded, not yet committed) is left alone. Returns the
+        deleted URIs; the deletion is recorded in the audit log. The artifact root must belong
+        to this registry alone: uploads of another registry sharing it would look orphaned.
+        """
+        cutoff = datetime.now(UTC) - older_than
+        uploads = self._store.uploads()
+        referenced = self._meta.artifact_uris()
+        stale = sorted(uri for uri, when in uploads.items()
+                       if uri not in referenced and when < cutoff)
+        for uri in stale:
+            self._store.delete(uri)
+        if stale:
+            self._meta.record(self._who(actor), "prune_uploads", {"deleted": stale})
+        return stale
 
     # -- helpers ---------------------------------------------------------------------------
 
