@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,17 @@ def _run(args: argparse.Namespace) -> int:
     from modelport.stream import parse as parse_endpoint
     from modelport.stream.failpoint import ENV, CrashAt
 
+    # SIGTERM before the loop exists (still loading the model) must stop it as soon as it does
+    stopping = threading.Event()
+    loops: list[Any] = []
+
+    def _stop(signum: int, frame: Any) -> None:
+        stopping.set()
+        for loop in loops:
+            loop.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     _configure_logging(args)
     if args.max_batch < 1 or args.max_wait_ms < 0:
         raise ConfigurationError("--max-batch must be at least 1 and --max-wait-ms not negative")
@@ -155,12 +167,9 @@ def _run(args: argparse.Namespace) -> int:
     loop = StreamLoop(runner, source, sink, dead_letters=dead_letters,
                       dead_letter_topic=dead_at.name, options=options, metrics=metrics,
                       failpoint=CrashAt.from_env(os.environ.get(ENV)))
-
-    def _stop(signum: int, frame: Any) -> None:
+    loops.append(loop)
+    if stopping.is_set():
         loop.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     totals = loop.run()
     print(f"stopped after {totals.messages} messages: {totals.outputs} predictions, "
           f"{totals.dead_letters} dead letters", file=sys.stderr)
