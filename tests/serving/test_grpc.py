@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -20,6 +21,8 @@ import pandas as pd
 import pytest
 import serving_models  # tests/serving/conftest.py puts it on sys.path
 import tritonclient.grpc as triton
+import tritonclient.http as triton_http
+from conftest import Home, free_port, launch
 from tritonclient.utils import InferenceServerException
 
 import modelport
@@ -454,3 +457,33 @@ def test_rest_and_grpc_requests_share_one_micro_batch(registry: Registry) -> Non
         loop.run(handle.stop(None))
         service.close()
         loop.close()
+
+
+# ------------------------------------------------------------------ as users run it
+def test_modelport_serve_grpc_port_answers_like_its_rest_v2_route(
+    tmp_path: Path, iris_arrays: tuple[np.ndarray, np.ndarray], iris_classifier: object,
+) -> None:
+    """``modelport serve --grpc-port``: gRPC and REST V2 of one process give the same answer."""
+    x, _ = iris_arrays
+    home = Home(tmp_path / "home")
+    home.register(iris_classifier, "iris", x[:20], alias="production")
+    grpc_port = free_port()
+    server = launch(home, tmp_path, "iris@production", "--grpc-port", str(grpc_port))
+    try:
+        rows = x[::10]
+        by_grpc = triton.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        assert by_grpc.is_server_ready() and by_grpc.is_model_ready("iris")
+        grpc_result = by_grpc.infer("iris", [_input("input", rows, "FP64")])
+        by_grpc.close()
+        by_http = triton_http.InferenceServerClient(server.url.removeprefix("http://"))
+        http_input = triton_http.InferInput("input", list(rows.shape), "FP64")
+        http_input.set_data_from_numpy(rows)
+        http_result = by_http.infer("iris", [http_input])
+        by_http.close()
+        for name in ("label", "probabilities"):
+            np.testing.assert_array_equal(grpc_result.as_numpy(name), http_result.as_numpy(name))
+        np.testing.assert_array_equal(grpc_result.as_numpy("label"),
+                                      iris_classifier.predict(rows))  # type: ignore[attr-defined]
+        assert grpc_result.get_response().model_version == "1"
+    finally:
+        assert server.stop() == 0, server.output()
