@@ -34,8 +34,8 @@ _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 def check_relpath(rel: str) -> str:
     """A bundle file path: relative, POSIX, no ``..``, no NUL — safe to join under a prefix."""
     parts = rel.split("/") if isinstance(rel, str) else [""]
-    if ("\x00" in rel or "\\" in rel or any(p in ("..", ".", "") for p in parts)
-            or ":" in parts[0]):
+    if (not isinstance(rel, str) or "\x00" in rel or "\\" in rel
+            or any(p in ("..", ".", "") for p in parts) or ":" in parts[0]):
         raise InvalidReferenceError(
             f"bundle file path {rel!r} is not a plain relative path; refusing to store it"
         )
