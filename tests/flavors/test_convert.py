@@ -54,8 +54,8 @@ def _same(model: modelport.Model, predictor: OnnxPredictor, data: Any) -> None:
 def test_hist_gradient_boosting_converts_despite_boolean_attributes(
     tmp_path: Path, cancer: tuple[pd.DataFrame, pd.Series]
 ) -> None:
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from skl2onnx.common._container import ModelComponentContainer
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
     x, y = cancer
     add_node = ModelComponentContainer.add_node
