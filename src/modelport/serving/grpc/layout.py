@@ -19,6 +19,7 @@ models their named outputs.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -160,7 +161,7 @@ def result_tensors(model: Model, result: Result) -> list[OutputTensor]:
     for name, array in output_tensors(result, model):
         params = {}
         if name == "probabilities" and result.classes is not None:
-            params["classes"] = json.dumps([_plain(c) for c in result.classes])
+            params["classes"] = _classes_json(tuple(result.classes))
         outputs.append(OutputTensor(name, array, params))
     return outputs
 
@@ -194,8 +195,13 @@ def model_parameters(signature: Signature) -> dict[str, str]:
     """What V2 metadata has no field for: task, input layout and class names."""
     params: dict[str, str] = {"task": signature.task, "input_layout": signature.kind}
     if signature.classes is not None:
-        params["classes"] = json.dumps([_plain(c) for c in signature.classes])
+        params["classes"] = _classes_json(tuple(signature.classes))
     return params
+
+
+@functools.lru_cache(maxsize=256)  # the same few class lists on every response
+def _classes_json(classes: tuple[Any, ...]) -> str:
+    return json.dumps([_plain(c) for c in classes])
 
 
 def _plain(value: Any) -> Any:
