@@ -210,6 +210,13 @@ class BatchJob:
         model = self.load_model()
         source = self.source()
         sink = open_sink(spec, model.name)
+        try:
+            return self._run(model, source, sink, started)
+        finally:
+            sink.close()
+
+    def _run(self, model: Model, source: Source, sink: Sink, started: float) -> Summary:
+        spec = self.spec
         run_id = self.run_id(model, source, sink)
         summary = Summary(run_id=run_id, model=model.name, version=model.version,
                           input=source.describe(), output=sink.describe(), engine=spec.engine)
@@ -264,7 +271,6 @@ class BatchJob:
         summary.rows_per_s = round(summary.rows_in / summary.duration_s, 1) \
             if summary.duration_s else 0.0
         sink.commit(run_id, summary.to_dict())
-        sink.close()
         return summary
 
     def _check_rejects(self, summary: Summary) -> None:

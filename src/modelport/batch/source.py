@@ -268,14 +268,17 @@ class SqlSource(Source):
                 result = conn.execution_options(stream_results=True,
                                                 max_row_buffer=self.read_rows).execute(
                     sa.text(self.query))
-                names = list(result.keys())
-                while True:
-                    rows = result.fetchmany(self.read_rows)
-                    if not rows:
-                        break
-                    columns = list(zip(*rows, strict=True))
-                    yield pa.RecordBatch.from_arrays(
-                        [_sql_column(col) for col in columns], names=names)
+                try:
+                    names = list(result.keys())
+                    while True:
+                        rows = result.fetchmany(self.read_rows)
+                        if not rows:
+                            break
+                        columns = list(zip(*rows, strict=True))
+                        yield pa.RecordBatch.from_arrays(
+                            [_sql_column(col) for col in columns], names=names)
+                finally:
+                    result.close()  # the server-side cursor, also when the reader stops early
         except sa.exc.SQLAlchemyError as exc:
             raise InvalidInputError(
                 f"the input query failed on {redact(self.url)}: {_first_line(exc)}"
@@ -284,9 +287,13 @@ class SqlSource(Source):
             engine.dispose()
 
     def schema(self) -> pa.Schema:
-        for batch in self.batches():
-            return batch.schema
-        raise InvalidInputError("the input query returned no rows")
+        batches = self.batches()
+        try:
+            return next(batches).schema
+        except StopIteration:
+            raise InvalidInputError("the input query returned no rows") from None
+        finally:
+            batches.close()  # releases the cursor and the connection now
 
     def fingerprint(self) -> str:
         return _digest({"url": redact(self.url), "query": self.query})
