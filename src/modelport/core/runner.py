@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -53,6 +54,12 @@ Accelerate = Literal["auto", "onnx", "off"]
 BatchObserver = Callable[["Runner", int], None]
 
 _EWMA = 0.2  # weight of the newest call in the moving averages
+_ids = random.Random()  # seeded from os.urandom once; os.urandom per event costs ~20 µs here
+
+
+def new_id() -> str:
+    """A random 128-bit hex id for events and requests (not for secrets)."""
+    return f"{_ids.getrandbits(128):032x}"
 
 
 @dataclass(frozen=True)
@@ -182,8 +189,10 @@ class Runner:
         if self.call_ms is None:
             self.call_ms, self.row_ms = elapsed, per_row
         else:
-            self.call_ms += _EWMA * (elapsed - self.call_ms)
-            self.row_ms += _EWMA * (per_row - self.row_ms)
+            # a preempted call looks slow once; cap each sample at twice the estimate so noise
+            # cannot flip a fast model to the thread path, while a slow one still gets there
+            self.call_ms += _EWMA * (min(elapsed, 2 * self.call_ms + 0.05) - self.call_ms)
+            self.row_ms += _EWMA * (min(per_row, 2 * self.row_ms + 0.05) - self.row_ms)
         return result
 
     def _emit(self, batch: Batch, result: Result, start: float, source: str,
@@ -192,7 +201,7 @@ class Runner:
             self.events.publish(PredictionEvent(
                 model=self.model.name, version=self.model.version, inputs=batch, outputs=result,
                 latency_ms=(time.perf_counter() - start) * 1000.0, source=source,
-                endpoint=endpoint, variant=variant, request_id=request_id,
+                endpoint=endpoint, variant=variant, request_id=request_id, id=new_id(),
             ))
 
     # ------------------------------------------------------------------ micro-batched path

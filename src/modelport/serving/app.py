@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 import modelport
 from modelport.core.concurrency import run_sync
-from modelport.core.runner import Runner
+from modelport.core.runner import Runner, new_id
 from modelport.core.service import InferenceService, Reload
 from modelport.errors import InvalidInputError, ModelportError, NotFoundError
 from modelport.registry.refs import parse_ref
@@ -335,7 +334,7 @@ class ServingApp:
         try:
             value = build()
         except Exception as exc:
-            status, payload, headers = self._error(protocol, exc, uuid.uuid4().hex)
+            status, payload, headers = self._error(protocol, exc, new_id())
             await _respond(send, status, payload, headers)
             return
         if isinstance(value, str):
@@ -480,7 +479,7 @@ def _request_id(scope: dict[str, Any]) -> str:
     given = header(scope, b"x-request-id")
     if given and len(given) <= 128:
         return given.decode("latin-1")
-    return uuid.uuid4().hex
+    return new_id()
 
 
 def _query_param(scope: dict[str, Any], name: bytes) -> str | None:
