@@ -199,3 +199,20 @@ def test_onnx_bundles_are_already_onnx(tmp_path: Path,
     predictor, reason = to_onnx(model)
     assert predictor is model.predictor
     assert "already" in reason
+
+
+
+def test_image_tensors_are_flattened_for_the_converted_graph(tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = load_digits(return_X_y=True)
+    images = x.reshape(-1, 8, 8)
+    tree = DecisionTreeClassifier(max_depth=4, random_state=0).fit(x, y)
+    sig = modelport.Signature.from_dict(
+        {"kind": "tensor", "inputs": [{"name": "image", "dtype": "float64", "shape": [8, 8]}]})
+    model = load_bundle(modelport.save(tree, tmp_path / "digits", signature=sig,
+                                       example=images[:50]))
+    predictor, reason = to_onnx(model)
+    assert predictor is not None, reason
+    _same(model, predictor, images)

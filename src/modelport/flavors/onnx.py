@@ -165,6 +165,8 @@ class OnnxPredictor(Predictor):
                 arr = arr.astype(dtype, copy=False)
             if arr.ndim < rank:
                 arr = arr.reshape((*arr.shape, *([1] * (rank - arr.ndim))))
+            elif arr.ndim > rank == 2:
+                arr = arr.reshape(len(arr), -1)  # (n, 8, 8) images into a (n, 64) graph
             out[name] = arr
         return out
 
