@@ -122,6 +122,13 @@ def _xgb_clf() -> tuple[Any, Any]:
     return xgb.XGBClassifier(n_estimators=4, max_depth=2, n_jobs=1).fit(x, y), x
 
 
+def _xgb_binary() -> tuple[Any, Any]:
+    import xgboost as xgb
+
+    x, y = cancer()
+    return xgb.XGBClassifier(n_estimators=4, max_depth=2, n_jobs=1).fit(x, y), x
+
+
 def _xgb_reg() -> tuple[Any, Any]:
     import xgboost as xgb
 
@@ -289,6 +296,7 @@ CASES = [
     Case("sklearn-classifier", "sklearn", _sk_clf, _sk_expect),
     Case("sklearn-regressor", "sklearn", _sk_reg, _sk_expect),
     Case("xgboost-classifier", "xgboost", _xgb_clf, _sk_expect),
+    Case("xgboost-binary", "xgboost", _xgb_binary, _sk_expect),
     Case("xgboost-regressor", "xgboost", _xgb_reg, _sk_expect),
     Case("xgboost-booster", "xgboost", _xgb_booster, _xgb_booster_expect),
     Case("lightgbm-classifier", "lightgbm", _lgb_clf, _sk_expect),

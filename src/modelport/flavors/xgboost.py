@@ -61,7 +61,7 @@ class XGBoostPredictor(Predictor):
         self._wrapper = model_class != "Booster"
         self.classes = list(signature.classes) if signature.classes is not None else None
         if self._wrapper:
-            self._objective = ""
+            self._objective = booster_objective(model.get_booster())[0]
             self._proba = signature.task == "classification" and hasattr(model, "predict_proba")
         else:
             self._objective, _ = booster_objective(model)
@@ -72,7 +72,14 @@ class XGBoostPredictor(Predictor):
         if self._wrapper:
             if self._proba:
                 proba = np.asarray(self.native.predict_proba(x))
-                labels = np.asarray(self.native.predict(x))
+                # what XGBClassifier.predict computes from the same probabilities, without a
+                # second pass over the trees
+                if self._objective == "binary:logistic":
+                    labels = (proba[:, 1] > 0.5).astype(np.int64)
+                elif self._objective == "multi:softprob":
+                    labels = proba.argmax(axis=1)
+                else:
+                    labels = np.asarray(self.native.predict(x))
                 return Result(batch.n_rows, labels=labels, probabilities=proba,
                               classes=self.classes)
             return Result(batch.n_rows, labels=np.asarray(self.native.predict(x)))
