@@ -70,3 +70,19 @@ def test_classifier_graph_reports_labels_and_classes(tmp_path: Path) -> None:
     assert model.signature.kind == "tensor" and model.signature.inputs[0].shape == (4,)
     assert np.array_equal(model.predict(arr), tree.predict(arr))
     assert np.allclose(model.predict_proba(arr), tree.predict_proba(arr))
+
+
+def test_zipmap_probabilities_become_a_matrix(tmp_path: Path) -> None:
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = load_iris(return_X_y=True)
+    arr = x.astype(np.float32)
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(arr, y)
+    model = load_bundle(modelport.save(to_onnx(tree, arr[:1]), tmp_path / "zipmap"))
+    result = model.predict_batch(model.coerce(arr))
+    assert result.classes == [0, 1, 2]
+    assert result.probabilities is not None and result.probabilities.shape == (150, 3)
+    assert np.allclose(result.probabilities, tree.predict_proba(arr))
+    assert np.array_equal(result.labels, tree.predict(arr))  # type: ignore[arg-type]

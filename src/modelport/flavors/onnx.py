@@ -98,7 +98,7 @@ def classes_from_graph(proto: Any) -> tuple[Any, ...] | None:
 
 
 def looks_like_classifier(output_names: list[str]) -> bool:
-    return len(output_names) >= 2 and output_names[0] == "label" and \
+    return len(output_names) >= 2 and output_names[0] in ("label", "output_label") and \
         output_names[1] in ("probabilities", "output_probability")
 
 
@@ -177,11 +177,16 @@ class OnnxPredictor(Predictor):
             raise InvalidInputError(f"ONNX Runtime rejected the input: {exc}") from None
         outputs = dict(zip(self._outputs, values, strict=True))
         if self._classify:
-            proba = np.asarray(outputs[self._outputs[1]])
+            raw = outputs[self._outputs[1]]
+            classes = self.classes
+            if isinstance(raw, list):  # ZipMap output: one {class: probability} map per row
+                keys = list(raw[0]) if raw else list(classes or ())
+                classes = classes if classes is not None else keys
+                raw = np.array([[row[k] for k in classes] for row in raw], dtype=np.float32)
+            proba = np.asarray(raw).reshape(batch.n_rows, -1)
             labels = (self._class_array[proba.argmax(axis=1)] if self._class_array is not None
                       else np.asarray(outputs[self._outputs[0]]).reshape(-1))
-            return Result(batch.n_rows, labels=labels, probabilities=proba,
-                          classes=self.classes)
+            return Result(batch.n_rows, labels=labels, probabilities=proba, classes=classes)
         if self._signature.task == "regression":
             return Result(batch.n_rows, labels=np.asarray(values[0]).reshape(batch.n_rows))
         return Result(batch.n_rows, outputs={k: np.asarray(v) for k, v in outputs.items()})
