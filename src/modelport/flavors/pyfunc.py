@@ -16,7 +16,10 @@ understood. A ``learn(self, batch, targets)`` method makes the model an online l
 
 >>> class SumModel:
 ...     def load(self, path): pass
-...     def predict(self, batch): return batch.sum(axis=1)
+...     def predict(self, frame): return frame.sum(axis=1)
+>>> from modelport.flavors import flavor_for
+>>> flavor_for(SumModel()).name
+'pyfunc'
 """
 
 from __future__ import annotations
