@@ -127,6 +127,10 @@ def test_missing_class_at_load_time_says_what_to_install(tmp_path: Path) -> None
     (path / "modelport.yaml").write_text(yaml.safe_dump(manifest))
     with pytest.raises(ModelLoadError, match="PYTHONPATH"):
         load_bundle(path)
+    manifest["flavor_info"]["python_class"] = "subprocess:getoutput"
+    (path / "modelport.yaml").write_text(yaml.safe_dump(manifest))
+    with pytest.raises(ModelLoadError, match="not a pyfunc model class"):
+        load_bundle(path)
 
 
 def test_one_value_per_row_is_required(tmp_path: Path) -> None:

@@ -61,9 +61,16 @@ def import_class(path: str) -> Any:
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
         raise ModelLoadError(
-            f"the pyfunc model class {path!r} cannot be imported ({exc}); install or put on "
-            "PYTHONPATH the package that defines it, then load again"
+            f"the pyfunc model class {path!r} cannot be imported ({exc}); it must be "
+            "importable where the bundle is loaded: install or put on PYTHONPATH the package "
+            "that defines it, then load again"
         ) from None
+    # only a class with the pyfunc methods is instantiated, never an arbitrary callable
+    if not isinstance(obj, type) or not all(callable(getattr(obj, m, None))
+                                            for m in ("load", "predict")):
+        raise ModelLoadError(
+            f"{path!r} is not a pyfunc model class (a class with load(path) and predict(batch))"
+        )
     return obj
 
 

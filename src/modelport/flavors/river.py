@@ -38,7 +38,7 @@ from modelport.flavors.base import Description, Flavor, Predictor, comes_from, r
 SAFE_TYPES = frozenset({
     "builtins.frozenset", "builtins.set", "builtins.slice", "builtins.bytearray",
     "collections.Counter", "collections.defaultdict", "collections.OrderedDict",
-    "collections.deque", "random.Random", "math.inf",
+    "collections.deque", "random.Random",
 })
 SAFE_PREFIXES = ("river.", "numpy.")
 
