@@ -4,7 +4,9 @@ Each run stages its files in a version folder of its own and is published by swi
 pointer:
 
 * on a local disk ``OUTPUT`` is a symbolic link to ``.OUTPUT.modelport/<run_id>/``, replaced with
-  one ``rename`` — any Parquet reader opening ``OUTPUT`` sees the old or the new dataset, whole;
+  one ``rename`` — any Parquet reader opening ``OUTPUT`` sees the old or the new dataset, whole.
+  File names carry the run id, so a reader that listed the old version at the very instant of
+  the switch gets "file not found" and retries; it never reads a mix of versions;
 * on object stores (``s3://…``), which cannot rename, versions live under
   ``OUTPUT/_modelport/<run_id>/`` and ``OUTPUT/_modelport/CURRENT`` (one object, written in one
   PUT) names the published run; :func:`read_output` (or ``modelport.batch.read_output``) follows
@@ -36,8 +38,11 @@ RUN = "_RUN.json"
 REJECTS = "_rejects"
 
 
-def part_name(index: int) -> str:
-    return f"part-{index:06d}.parquet"
+def part_name(index: int, run_id: str) -> str:
+    """Chunk order first; the run id makes every run's file names its own, so a reader that
+    listed the old version just before the switch fails to open a file (and retries) instead of
+    silently reading the new version's file of the same name."""
+    return f"part-{index:06d}-{run_id}.parquet"
 
 
 class ParquetSink(Sink):
@@ -148,8 +153,8 @@ class ParquetSink(Sink):
             **(table.schema.metadata or {}),
             b"modelport.rows_in": str(counts[0]).encode(),
             b"modelport.rejected": str(counts[1]).encode()})
-        write_part(self.fs, self.version_dir(run_id), index, table, local=self.local,
-                   compression=self.compression)
+        write_part(self.fs, self.version_dir(run_id), part_name(index, run_id), table,
+                   local=self.local, compression=self.compression)
 
     def commit(self, run_id: str, summary: dict[str, Any]) -> None:
         folder = self.version_dir(run_id)
@@ -188,14 +193,14 @@ class ParquetSink(Sink):
         return f"Parquet dataset {self.uri}"
 
 
-def write_part(fs: Any, folder: str, index: int, table: pa.Table, *, local: bool,
+def write_part(fs: Any, folder: str, name: str, table: pa.Table, *, local: bool,
                compression: str = "snappy") -> None:
     """Write one chunk's file so that it appears whole or not at all."""
-    target = posixpath.join(folder, part_name(index))
+    target = posixpath.join(folder, name)
     try:
         if local:
             os.makedirs(folder, exist_ok=True)
-            tmp = posixpath.join(folder, f".{part_name(index)}.tmp")
+            tmp = posixpath.join(folder, f".{name}.tmp")
             pq.write_table(table, tmp, compression=compression)
             os.replace(tmp, target)
         else:

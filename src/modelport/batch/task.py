@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from modelport.batch.parquet_sink import write_part
+from modelport.batch.parquet_sink import part_name, write_part
 from modelport.batch.scoring import ChunkScorer, RunMeta
 from modelport.batch.sink import Sink
 from modelport.bundle.model import Model
@@ -92,7 +92,8 @@ class ChunkTask:
             if self.rejects_uri is None:
                 raise ModelportError("rows were rejected but the run has no rejects location")
             fs, path = _fs(self.rejects_uri, self.storage_options)
-            write_part(fs, path, index, scored.rejects, local=_is_local(fs))
+            write_part(fs, path, part_name(index, self.meta.run_id), scored.rejects,
+                       local=_is_local(fs))
         self.sink.write(self.meta.run_id, index, scored.output,
                         (scored.rows_in, scored.rejected))
         return ChunkCounts(index, scored.rows_in, scored.rejected, scored.first_reason())

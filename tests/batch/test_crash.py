@@ -1,0 +1,94 @@
+"""Crash safety: SIGKILL a run half-way and inside its commit while another process reads the
+output; the reader only ever sees a complete result, and ``--resume`` finishes the same result an
+uninterrupted run gives, row for row."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from .conftest import frame, write_parquet
+
+HERE = Path(__file__).parent
+ROWS, CHUNK = 120_000, 1_200  # 100 chunks
+
+
+def batch(args: list[str], env: dict[str, str] | None = None, **kw: object
+          ) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(HERE / "batch_worker.py"), *args],
+                            env={**os.environ, **(env or {})}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+
+
+def finish(proc: subprocess.Popen[str]) -> str:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return out
+
+
+def parts(folder: Path) -> int:
+    return len(list(folder.glob("part-*.parquet"))) if folder.exists() else 0
+
+
+@pytest.mark.slow
+def test_sigkill_half_way_and_in_commit_then_resume(slow_bundle: Path, tmp_path: Path,
+                                                    home: Path) -> None:
+    write_parquet(tmp_path / "in.parquet", frame(ROWS, seed=3))
+    out = tmp_path / "out"
+    common = ["batch", "run", str(slow_bundle), "--input", str(tmp_path / "in.parquet"), "--output", str(out),
+              "--keep", "id", "--chunk-rows", str(CHUNK), "--accelerate", "off", "--workers",
+              "1", "--no-progress", "--json"]
+    finish(batch([*common, "--run-id", "run-old"]))  # the complete result readers start with
+
+    stop, log = tmp_path / "stop", tmp_path / "seen.jsonl"
+    poller = subprocess.Popen([sys.executable, str(HERE / "output_poller.py"), str(out),
+                               str(stop), str(log)])
+    try:
+        staging = tmp_path / ".out.modelport" / "run-new"
+        run = [*common, "--run-id", "run-new"]
+        proc = batch(run, env={"BATCH_CHUNK_DELAY": "0.03"})
+        deadline = time.monotonic() + 240
+        while parts(staging) < 50 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        half = parts(staging)
+        assert 50 <= half < 100, half
+        assert os.readlink(out).endswith("run-old")
+
+        proc = batch([*run, "--resume"], env={"BATCH_PAUSE_BEFORE_SWITCH": "1"})
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "SWITCHING"  # every chunk staged, not published
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert parts(staging) == 100 and os.readlink(out).endswith("run-old")
+
+        summary = json.loads(finish(batch([*run, "--resume"])))
+        assert summary["resumed_chunks"] == 100 and summary["rows_out"] == ROWS
+        assert os.readlink(out).endswith("run-new")
+        time.sleep(0.2)
+    finally:
+        stop.touch()
+        poller.wait(30)
+
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(seen) > 10
+    assert not [s for s in seen if "error" in s or "absent" in s]
+    seen = [s for s in seen if "retry" not in s]
+    bad = [s for s in seen if s["rows"] != ROWS or not s["ids_ok"] or len(s["runs"]) != 1]
+    assert not bad, bad[:5]
+    assert {s["runs"][0] for s in seen} == {"run-old", "run-new"}
+
+    clean = tmp_path / "clean"
+    finish(batch([*common[:5], "--output", str(clean), *common[7:], "--run-id", "run-clean"]))
+    resumed = pq.read_table(out).drop_columns(["run_id", "scored_at"])
+    uninterrupted = pq.read_table(clean).drop_columns(["run_id", "scored_at"])
+    assert resumed.equals(uninterrupted)
