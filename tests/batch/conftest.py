@@ -40,8 +40,9 @@ def write_parquet(path: Path, data: pd.DataFrame, row_group: int | None = None) 
 @pytest.fixture(scope="session")
 def classifier_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LogisticRegression on four float features, saved as a bundle (skops, safe)."""
-    import modelport
     from sklearn.linear_model import LogisticRegression
+
+    import modelport
 
     data = frame(400, seed=1)
     x = data[FEATURES]
@@ -55,8 +56,9 @@ def classifier_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def slow_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A HistGradientBoosting classifier: slow enough natively that a run can be killed mid-way."""
-    import modelport
     from sklearn.ensemble import HistGradientBoostingClassifier
+
+    import modelport
 
     data = frame(2000, seed=2)
     x = data[FEATURES]

@@ -43,9 +43,9 @@ def test_sigkill_half_way_and_in_commit_then_resume(slow_bundle: Path, tmp_path:
                                                     home: Path) -> None:
     write_parquet(tmp_path / "in.parquet", frame(ROWS, seed=3))
     out = tmp_path / "out"
-    common = ["batch", "run", str(slow_bundle), "--input", str(tmp_path / "in.parquet"), "--output", str(out),
-              "--keep", "id", "--chunk-rows", str(CHUNK), "--accelerate", "off", "--workers",
-              "1", "--no-progress", "--json"]
+    common = ["batch", "run", str(slow_bundle), "--input", str(tmp_path / "in.parquet"),
+              "--output", str(out), "--keep", "id", "--chunk-rows", str(CHUNK),
+              "--accelerate", "off", "--workers", "1", "--no-progress", "--json"]
     finish(batch([*common, "--run-id", "run-old"]))  # the complete result readers start with
 
     stop, log = tmp_path / "stop", tmp_path / "seen.jsonl"

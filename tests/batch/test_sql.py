@@ -1,4 +1,4 @@
-"""SQL inputs and outputs on a real PostgreSQL (and SQLite): staging table + one-transaction swap."""
+"""SQL in and out on a real PostgreSQL (and SQLite): a staging table, one-transaction swap."""
 
 from __future__ import annotations
 

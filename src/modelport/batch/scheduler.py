@@ -28,8 +28,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from modelport.batch.job import JobSpec, Summary
-from modelport.errors import ConfigurationError, ConflictError, ModelportError, NotFoundError
-from modelport.errors import StorageError
+from modelport.errors import (
+    ConfigurationError,
+    ConflictError,
+    ModelportError,
+    NotFoundError,
+    StorageError,
+)
 
 log = logging.getLogger("modelport.scheduler")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -288,6 +288,7 @@ class SqlSource(Source):
 
     def schema(self) -> pa.Schema:
         batches = self.batches()
+        assert isinstance(batches, Generator)
         try:
             return next(batches).schema
         except StopIteration:
