@@ -58,6 +58,7 @@ class ServingMetrics:
         # labelled children, cached: labels() costs more than the increment itself
         self._request_children: dict[tuple[str, str, str, int], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
+        self._model_children: dict[tuple[str, str | None], tuple[Any, Any, Any]] = {}
 
     def observe_request(self, model: str, version: str, protocol: str, status: int,
                         seconds: float) -> None:
@@ -73,15 +74,24 @@ class ServingMetrics:
             lchild = self._latency_children[lkey] = self.latency.labels(model, protocol)
         lchild.observe(seconds)
 
+    def _per_model(self, model: str, version: int | None) -> tuple[Any, Any, Any]:
+        key = (model, str(version))
+        children = self._model_children.get(key)
+        if children is None:
+            children = self._model_children[key] = (
+                self.batch_rows.labels(*key), self.queue_rows.labels(*key),
+                self.predicted_rows.labels(*key))
+        return children
+
     def observe_batch(self, runner: Runner, rows: int) -> None:
         """The runners' per-call hook (``Runner.on_batch``)."""
-        version = str(runner.version)
-        self.batch_rows.labels(runner.name, version).observe(rows)
-        self.queue_rows.labels(runner.name, version).set(runner.queued_rows)
+        batch_rows, queue_rows, _ = self._per_model(runner.name, runner.version)
+        batch_rows.observe(rows)
+        queue_rows.set(runner.queued_rows)
 
     def observe_event(self, event: PredictionEvent) -> None:
         """An ``EventBus`` observer: counts rows off the hot path."""
-        self.predicted_rows.labels(event.model, str(event.version)).inc(event.n_rows)
+        self._per_model(event.model, event.version)[2].inc(event.n_rows)
 
     def load_failed(self, model: str) -> None:
         self.load_failures.labels(model).inc()
