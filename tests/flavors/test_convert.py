@@ -216,3 +216,16 @@ def test_image_tensors_are_flattened_for_the_converted_graph(tmp_path: Path) -> 
     predictor, reason = to_onnx(model)
     assert predictor is not None, reason
     _same(model, predictor, images)
+
+
+def test_a_missing_converter_is_a_reason_with_the_install_hint(
+    tmp_path: Path, cancer: tuple[pd.DataFrame, pd.Series], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    x, y = cancer
+    model = _bundle(scaled_logistic().fit(x, y), tmp_path / "m", x.head(20))
+    monkeypatch.setitem(sys.modules, "skl2onnx", None)  # as if the [onnx] extra were absent
+    predictor, reason = to_onnx(model)
+    assert predictor is None
+    assert "pip install 'modelport[onnx]'" in reason

@@ -30,7 +30,7 @@ import numpy as np
 from modelport.bundle.signature import Signature
 from modelport.core.batch import Batch, Result
 from modelport.errors import ModelportError
-from modelport.flavors.base import version_of
+from modelport.flavors.base import require, version_of
 from modelport.flavors.onnx import OnnxPredictor
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ def to_onnx(model: Model, *, threads: int = 1) -> tuple[OnnxPredictor | None, st
         return None, ("the bundle stores no example rows, so the conversion cannot be checked; "
                       "save it with example= to enable ONNX")
     try:
+        require("onnxruntime", "onnx")
+        require("skl2onnx" if model.flavor == "sklearn" else "onnxmltools", "onnx")
         onnx_bytes, tool, labels_from_proba = _convert(model)
     except ModelportError as exc:
         return None, exc.message
