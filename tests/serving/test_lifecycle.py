@@ -201,3 +201,25 @@ def test_serve_unknown_model_fails_with_one_line(home: Home, tmp_path: Path) -> 
     assert out.returncode == 4, out.stderr
     assert "ghost" in out.stderr and "Traceback" not in out.stderr
 
+
+
+def test_grpc_port_serves_the_same_models_from_the_same_process(
+        home: Home, start_server: StartServer) -> None:
+    import numpy as np
+    import tritonclient.grpc as triton_grpc
+    from conftest import free_port
+
+    home.register(sum_model(), "sum", sum_example())
+    grpc_port = free_port()
+    server = start_server(home, "sum", "--grpc-port", str(grpc_port))
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    assert client.is_server_ready() and client.is_model_ready("sum")
+    inputs = []
+    for name, value in (("a", 2.0), ("b", 5.0)):
+        tensor = triton_grpc.InferInput(name, [1], "FP64")
+        tensor.set_data_from_numpy(np.array([value]))
+        inputs.append(tensor)
+    result = client.infer("sum", inputs)
+    assert result.as_numpy(result.get_response().outputs[0].name).tolist() == [7.0]
+    client.close()
+    assert server.stop() == 0

@@ -94,8 +94,11 @@ def limit_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
-def build_app(config: ServeConfig, settings: Settings) -> ServingApp:
-    """Registry, service and app for one worker, with every model loaded (blocking)."""
+def build_app(config: ServeConfig, settings: Settings, *, grpc: bool = True) -> ServingApp:
+    """Registry, service and app for one worker, with every model loaded (blocking).
+
+    ``grpc``: this worker also serves gRPC on ``config.grpc_port`` (with several workers only
+    the first does: the gRPC port is not shared between processes)."""
     from modelport.core.service import InferenceService
     from modelport.registry import Registry
     from modelport.serving.app import create_app
@@ -105,7 +108,8 @@ def build_app(config: ServeConfig, settings: Settings) -> ServingApp:
                                load_timeout=config.load_timeout_s)
     app = create_app(service, config)
     app.load_models()
-    _add_grpc(app, config)
+    if grpc:
+        _add_grpc(app, config)
     return app
 
 
@@ -123,7 +127,10 @@ def _add_grpc(app: ServingApp, config: ServeConfig) -> None:
 
     async def start() -> None:
         nonlocal handle
-        handle = await start_grpc_server(app.service, config.host, port)
+        handle = await start_grpc_server(
+            app.service, config.host, port, models=app.served,
+            max_message_bytes=config.limits.max_body_bytes,
+            request_timeout=config.limits.request_timeout_s, ready=lambda: app.ready)
         log.info("gRPC listening on %s:%s", config.host, port)
 
     async def stop() -> None:
@@ -195,14 +202,14 @@ def _server(app: ServingApp, config: ServeConfig) -> uvicorn.Server:
 
 # ------------------------------------------------------------------------ many workers
 def _worker_main(config: ServeConfig, settings: Settings, port: int, report: Any,
-                 log_level: int) -> None:
+                 log_level: int, index: int) -> None:
     from modelport.serving import logs
 
     logs.configure(log_level)
     try:
         sock = bind_socket(config.host, port, reuse_port=True)
         limit_threads(config.model_threads)
-        app = build_app(config, settings)
+        app = build_app(config, settings, grpc=index == 0)
     except ModelportError as exc:
         report.put(("failed", os.getpid(), str(exc)))
         sys.exit(1)
@@ -246,16 +253,16 @@ class _Supervisor:
         level = logging.getLogger().getEffectiveLevel()
         procs: list[Any] = []
 
-        def start() -> Any:
-            proc = ctx.Process(target=_worker_main, name="modelport-worker",
-                               args=(config, self.settings, port, report, level))
+        def start(index: int) -> Any:
+            proc = ctx.Process(target=_worker_main, name=f"modelport-worker-{index}",
+                               args=(config, self.settings, port, report, level, index))
             proc.start()
             return proc
 
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            procs = [start() for _ in range(config.workers)]
+            procs = [start(i) for i in range(config.workers)]
             self._wait_ready(report, procs)
             url = base_url(config, holder)
             log.info("serving %s on %s with %d workers", ", ".join(config.models), url,
@@ -269,7 +276,7 @@ class _Supervisor:
                         log.error("worker %s exited with %s; starting another", proc.pid,
                                   proc.exitcode)
                         _mark_dead(proc.pid, metrics_dir)
-                        procs[i] = start()
+                        procs[i] = start(i)
             return 0
         finally:
             self._stop(procs)
