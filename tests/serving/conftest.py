@@ -183,5 +183,5 @@ def sum_example() -> pd.DataFrame:
     return pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
 
 
-def sum_model(delay: float = 0.0) -> Any:
-    return serving_models.SumModel(delay)
+def sum_model(delay: float = 0.0, load_delay: float = 0.0) -> Any:
+    return serving_models.SumModel(delay, load_delay)

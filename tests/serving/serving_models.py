@@ -2,6 +2,7 @@
 
 ``SumModel`` answers ``a + b`` per row after sleeping ``delay`` seconds per call; a row with a
 negative ``a`` makes the whole call raise (a poison row), which is what the batching tests need.
+``load_delay`` makes loading slow (hot-reload timeouts).
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ class SumModel:
     input_type = "batch"
     task = "regression"
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, load_delay: float = 0.0) -> None:
         self.delay = delay
+        self.load_delay = load_delay
 
     def save(self, path: Path) -> None:
-        (Path(path) / "params.json").write_text(json.dumps({"delay": self.delay}))
+        (Path(path) / "params.json").write_text(
+            json.dumps({"delay": self.delay, "load_delay": self.load_delay}))
 
     def load(self, path: Path) -> None:
-        self.delay = json.loads((Path(path) / "params.json").read_text())["delay"]
+        params = json.loads((Path(path) / "params.json").read_text())
+        self.delay = params["delay"]
+        time.sleep(params.get("load_delay", 0.0))
 
     def predict(self, batch: Any) -> Any:
         if self.delay:

@@ -223,3 +223,23 @@ def test_grpc_port_serves_the_same_models_from_the_same_process(
     assert result.as_numpy(result.get_response().outputs[0].name).tolist() == [7.0]
     client.close()
     assert server.stop() == 0
+
+
+def test_reload_that_times_out_keeps_the_old_version_and_config_file_is_read(
+        home: Home, start_server: StartServer, tmp_path: Path) -> None:
+    first = home.register(sum_model(), "sum", sum_example(), alias="production")
+    slow = home.register(sum_model(load_delay=30), "sum", sum_example())
+    config = tmp_path / "serve.yaml"
+    config.write_text("models: [sum@production]\npoll_interval_s: 0.2\nload_timeout_s: 0.5\n"
+                      "limits: {max_rows: 3}\n")
+    server = start_server(home, "--config", str(config))
+    home.set_alias("sum", "production", slow)
+    deadline = time.monotonic() + 60
+    while not (reason := httpx.post(server.url + "/v2/repository/index").json()[0]["reason"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert "took longer than 0.5 s" in reason
+    r = infer(server.url, 1, 2)
+    assert r.status_code == 200 and r.json()["model_version"] == str(first)
+    r = httpx.post(server.url + "/predict/sum", json=[{"a": 1, "b": 1}] * 4)
+    assert r.status_code == 400 and "limit is 3" in r.json()["error"]

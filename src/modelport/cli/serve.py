@@ -62,7 +62,9 @@ def _serve(args: argparse.Namespace) -> int:
     from modelport.serving.server import run_server
 
     logs.configure(logging.INFO if args.verbose or config.access_log else logging.WARNING)
-    logging.getLogger("modelport.serving").setLevel(logging.INFO)
+    for name in ("modelport.serving", "modelport.runner", "modelport.service"):
+        # startup, acceleration decisions (and why), hot reloads and their failures
+        logging.getLogger(name).setLevel(logging.INFO)
 
     def ready(url: str) -> None:
         print(f"serving {', '.join(config.models)} on {url}", file=sys.stderr, flush=True)
