@@ -103,6 +103,10 @@ class RiverPredictor(Predictor):
             model, "predict_proba_one")
         self._known = set(signature.classes or ())
         self._lock = threading.Lock()
+        # River's default predict_one is argmax(predict_proba_one); skip the second pass then
+        base = require("river.base", "river")
+        self._label_from_proba = type(final_step(model)).predict_one is \
+            base.Classifier.predict_one
 
     def rows(self, batch: Batch) -> list[dict[str, Any]]:
         if batch.is_matrix:
@@ -117,7 +121,9 @@ class RiverPredictor(Predictor):
         with self._lock:
             if self._classify:
                 probas = [self.native.predict_proba_one(x) for x in rows]
-                labels = [self.native.predict_one(x) for x in rows]
+                labels = ([max(p, key=p.get) if p else None for p in probas]
+                          if self._label_from_proba
+                          else [self.native.predict_one(x) for x in rows])
             else:
                 probas = None
                 labels = [self.native.predict_one(x) for x in rows]
@@ -141,6 +147,13 @@ class RiverPredictor(Predictor):
         with self._lock:
             for x, y in zip(rows, ys, strict=True):
                 self.native.learn_one(x, y)
+
+
+def final_step(model: Any) -> Any:
+    """The estimator that answers for ``model``: a Pipeline answers like its last step."""
+    while isinstance(getattr(model, "steps", None), dict) and model.steps:
+        model = list(model.steps.values())[-1]
+    return model
 
 
 def classes_seen(classifier: Any) -> tuple[Any, ...] | None:
@@ -176,9 +189,7 @@ class RiverFlavor(Flavor):
 
     def describe(self, model: Any) -> Description:
         base = require("river.base", "river")
-        final = model
-        while isinstance(getattr(final, "steps", None), dict) and final.steps:
-            final = list(final.steps.values())[-1]  # a Pipeline answers like its last step
+        final = final_step(model)
         task = ("classification" if isinstance(final, base.Classifier)
                 else "regression" if isinstance(final, base.Regressor) else "other")
         classes = classes_seen(final) if task == "classification" else None
