@@ -229,3 +229,26 @@ def test_a_missing_converter_is_a_reason_with_the_install_hint(
     predictor, reason = to_onnx(model)
     assert predictor is None
     assert "pip install 'modelport[onnx]'" in reason
+
+
+def test_boolean_classes_come_back_as_booleans(
+    tmp_path: Path, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = cancer
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, y == 1)
+    model = _bundle(tree, tmp_path / "bool", x.head(30))
+    predictor, reason = to_onnx(model)
+    assert predictor is not None, reason
+    labels = predictor.predict(model.coerce(x)).labels
+    assert labels is not None and labels.dtype == np.bool_
+    assert np.array_equal(labels, tree.predict(x))
+
+
+def test_labels_of_another_type_are_a_mismatch() -> None:
+    from modelport.core.batch import Result
+
+    native = Result(2, labels=np.array([True, False]))
+    assert "labels differ" in convert.parity_problem(native, Result(2, labels=np.array([1, 0])))
+    assert convert.parity_problem(native, Result(2, labels=np.array([True, False]))) == ""

@@ -103,8 +103,9 @@ def parity_problem(native: Result, converted: Result) -> str:
             return (f"values differ by up to {float(rel.max()):.2e} relative "
                     f"(allowed {VALUE_RTOL:.0e})")
         return ""
+    # types too: a graph answering 1 where the model answers True is not the same model
     mismatch = [i for i, (x, y) in enumerate(zip(expected.tolist(), got.tolist(), strict=True))
-                if x != y]
+                if x != y or type(x) is not type(y)]
     if mismatch:
         return (f"labels differ on {len(mismatch)} of {len(expected)} rows "
                 f"(first: row {mismatch[0]})")

@@ -137,6 +137,9 @@ class OnnxPredictor(Predictor):
         self._class_array = (np.asarray(self.classes, dtype=object if any(
             isinstance(c, str) for c in self.classes) else None)
             if labels_from_proba and self.classes is not None else None)
+        #: graphs store boolean class labels as 0/1 integers; answer booleans like the model
+        self._bool_labels = bool(self.classes) and all(
+            isinstance(c, bool | np.bool_) for c in self.classes or ())
         self._matrix = (signature.kind == "columns" and len(self._inputs) == 1
                         and len(signature.inputs) >= 1 and self._inputs[0][2] == 2)
         #: graph input name -> batch column; by name, else by position when counts agree
@@ -186,6 +189,8 @@ class OnnxPredictor(Predictor):
             proba = np.asarray(raw).reshape(batch.n_rows, -1)
             labels = (self._class_array[proba.argmax(axis=1)] if self._class_array is not None
                       else np.asarray(outputs[self._outputs[0]]).reshape(-1))
+            if self._bool_labels and labels.dtype.kind in "iu":
+                labels = labels.astype(bool)
             return Result(batch.n_rows, labels=labels, probabilities=proba, classes=classes)
         if self._signature.task == "regression":
             return Result(batch.n_rows, labels=np.asarray(values[0]).reshape(batch.n_rows))
