@@ -252,3 +252,22 @@ def test_labels_of_another_type_are_a_mismatch() -> None:
     native = Result(2, labels=np.array([True, False]))
     assert "labels differ" in convert.parity_problem(native, Result(2, labels=np.array([1, 0])))
     assert convert.parity_problem(native, Result(2, labels=np.array([True, False]))) == ""
+
+
+def test_missing_values_are_part_of_the_parity_check(
+    tmp_path: Path, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y = cancer
+    holes = x.copy()
+    holes.iloc[::7, 0] = np.nan  # the training data has missing values in one column
+    hgb = HistGradientBoostingClassifier(max_iter=10, random_state=0).fit(holes, y)
+    model = _bundle(hgb, tmp_path / "holes", holes.head(50))
+    assert model.signature.inputs[0].nullable
+    batch = convert.with_missing_values(model.coerce(holes.head(50)), model.signature)
+    assert batch is not None and np.isnan(batch.column(x.columns[0])[::2]).all()
+    predictor, reason = to_onnx(model)
+    assert predictor is not None, reason
+    assert "missing values" in reason
+    _same(model, predictor, holes)

@@ -67,15 +67,47 @@ def to_onnx(model: Model, *, threads: int = 1) -> tuple[OnnxPredictor | None, st
         predictor = OnnxPredictor(onnx_bytes, signature=model.signature,
                                   classes=_classes(model), threads=threads,
                                   labels_from_proba=labels_from_proba)
-        converted = predictor.predict(example)
     except ModelportError as exc:
         return None, f"the converted model does not run under ONNX Runtime: {exc.message}"
-    native = model.predict_batch(example)
-    problem = parity_problem(native, converted)
-    if problem:
-        return None, f"the ONNX conversion ({tool}) does not match the native model: {problem}"
+    checked = [("example rows", example)]
+    missing = with_missing_values(example, model.signature)
+    if missing is not None:
+        try:
+            model.predict_batch(missing)
+        except ModelportError:
+            pass  # the native model itself refuses missing values: nothing to compare
+        else:
+            checked.append(("example rows with missing values", missing))
+    for what, batch in checked:
+        try:
+            converted = predictor.predict(batch)
+        except ModelportError as exc:
+            return None, (f"the converted model does not run under ONNX Runtime on the {what}: "
+                          f"{exc.message}")
+        problem = parity_problem(model.predict_batch(batch), converted)
+        if problem:
+            return None, (f"the ONNX conversion ({tool}) does not match the native model on the "
+                          f"{what}: {problem}")
     return predictor, (f"converted with {tool}; matches the native model on "
-                       f"{example.n_rows} example rows")
+                       f"{example.n_rows} {' and '.join(what for what, _ in checked)}")
+
+
+def with_missing_values(batch: Batch, signature: Signature) -> Batch | None:
+    """``batch`` with NaN in every other row of each nullable float column, or ``None``.
+
+    Missing values take a different path through tree ensembles (a "missing goes left/right"
+    flag per node), so the example rows alone may not exercise it.
+    """
+    nullable = [s.name for s in signature.inputs
+                if s.nullable and s.dtype.startswith("float") and not s.shape]
+    if not nullable or signature.kind != "columns":
+        return None
+    columns = dict(batch.columns)
+    for offset, name in enumerate(nullable):
+        column = columns[name].astype(np.float64, copy=True)
+        column[offset % 2::2] = np.nan
+        columns[name] = column.astype(columns[name].dtype, copy=False)
+    return signature.coerce(columns)
 
 
 def parity_problem(native: Result, converted: Result) -> str:
