@@ -27,6 +27,7 @@ import numpy as np
 from modelport.bundle.signature import Signature
 from modelport.core.batch import Array, Batch, Result
 from modelport.errors import (
+    InvalidInputError,
     ModelLoadError,
     UnsupportedModelError,
     UntrustedArtifactError,
@@ -139,8 +140,6 @@ class RiverPredictor(Predictor):
         rows = self.rows(batch)
         ys = np.asarray(targets).tolist()
         if len(ys) != len(rows):
-            from modelport.errors import InvalidInputError
-
             raise InvalidInputError(
                 f"got {len(ys)} targets for {len(rows)} rows; send one target per row"
             )
