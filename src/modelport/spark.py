@@ -43,7 +43,7 @@ def result_type(signature: Signature) -> Any:
 
 def predict_udf(ref: str, *, trusted: bool = False, accelerate: str = "auto",
                 registry: Registry | None = None) -> Any:
-    """A pandas UDF scoring with model ``ref`` (``name``, ``name:3``, ``name@alias`` or a folder)."""
+    """A pandas UDF scoring with ``ref``: ``name``, ``name:3``, ``name@alias`` or a folder."""
     try:
         from pyspark.sql.functions import pandas_udf
     except ImportError:

@@ -34,7 +34,7 @@ def _run(bundle: Path, tmp_path: Path, engine: str, **kw: Any) -> Any:
 
 def _same_as_local(bundle: Path, tmp_path: Path, engine: str) -> None:
     summary, table = _run(bundle, tmp_path, engine)
-    local_summary, local = _run(bundle, tmp_path, "local")
+    _, local = _run(bundle, tmp_path, "local")
     assert (summary.rows_in, summary.rows_out, summary.rejected) == (900, 898, 2)
     assert summary.engine.startswith(engine)
     drop = ["run_id", "scored_at"]
