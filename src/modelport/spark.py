@@ -45,7 +45,7 @@ def predict_udf(ref: str, *, trusted: bool = False, accelerate: str = "auto",
                 registry: Registry | None = None) -> Any:
     """A pandas UDF scoring with ``ref``: ``name``, ``name:3``, ``name@alias`` or a folder."""
     try:
-        from pyspark.sql.functions import pandas_udf
+        from pyspark.sql.functions import pandas_udf  # type: ignore[attr-defined]
     except ImportError:
         raise UnsupportedModelError(
             "predict_udf needs PySpark; run: pip install 'modelport[spark]'") from None
@@ -72,7 +72,7 @@ def predict_udf(ref: str, *, trusted: bool = False, accelerate: str = "auto",
                     out[f"probability_{cls}"] = result.probabilities[:, j]
             yield out
 
-    return pandas_udf(score, result_type(signature))  # type: ignore[call-overload]
+    return pandas_udf(score, result_type(signature))
 
 
 __all__ = ["predict_udf", "result_type"]
