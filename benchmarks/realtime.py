@@ -159,7 +159,8 @@ async def _load(host: str, port: int, path: str, body: bytes, concurrency: int,
         return latencies[min(n - 1, int(p * n))] * 1000 if n else float("nan")
 
     return {"requests": n, "errors": len(errors), "rps": n / duration,
-            "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
+            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
+            "p999_ms": pct(0.999), "mean_ms": sum(latencies) / n * 1000 if n else float("nan")}
 
 
 def load_main(args: argparse.Namespace) -> None:

@@ -181,14 +181,24 @@ def test_workers_share_the_port_and_metrics_add_up(home: Home, start_server: Sta
     assert server.stop() == 0
 
 
-def test_serve_without_models_is_a_usage_error(home: Home, tmp_path: Path) -> None:
+def test_serve_with_an_empty_registry_is_a_usage_error(home: Home, tmp_path: Path) -> None:
     import subprocess
     import sys
 
     out = subprocess.run([sys.executable, "-m", "modelport.cli.main", "serve", "--port", "0"],
                          env=home.env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
-    assert "no models to serve" in out.stderr and "Traceback" not in out.stderr
+    assert "registry is empty" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_serve_without_refs_serves_every_registered_model(
+        home: Home, start_server: StartServer) -> None:
+    home.register(sum_model(), "sum", sum_example())
+    home.register(sum_model(), "other", sum_example())
+    server = start_server(home)
+    index = httpx.post(server.url + "/v2/repository/index").json()
+    assert sorted(m["name"] for m in index) == ["other", "sum"]
+    assert infer(server.url, 1, 2).json()["outputs"][0]["data"] == [3.0]
 
 
 def test_serve_unknown_model_fails_with_one_line(home: Home, tmp_path: Path) -> None:

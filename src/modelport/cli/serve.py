@@ -6,9 +6,13 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.cli.common import settings_from
+from modelport.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from modelport.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -17,7 +21,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description="Serve models from the registry. Moving an alias reaches the running server "
                     "without a restart. Binds to 127.0.0.1 unless --host says otherwise.")
     p.add_argument("refs", nargs="*", metavar="REF",
-                   help="models to serve: NAME, NAME:VERSION or NAME@ALIAS")
+                   help="models to serve: NAME, NAME:VERSION or NAME@ALIAS (default: the latest "
+                        "version of every registered model)")
     p.add_argument("--config", metavar="FILE", help="YAML file with serve settings (flags win)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default 8000; 0 picks a free one)")
@@ -56,6 +61,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.refs:
         overrides["models"] = tuple(args.refs)
     config = config.with_overrides(**overrides)
+    settings = settings_from(args)
+    if not config.models:
+        config = config.with_overrides(models=_every_model(settings))
     # before model libraries start their thread pools
     os.environ.setdefault("OMP_NUM_THREADS", str(config.model_threads))
     from modelport.serving import logs
@@ -69,4 +77,16 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"serving {', '.join(config.models)} on {url}", file=sys.stderr, flush=True)
 
-    return run_server(config, settings_from(args), on_ready=ready)
+    return run_server(config, settings, on_ready=ready)
+
+
+def _every_model(settings: Settings) -> tuple[str, ...]:
+    from modelport.registry import Registry
+
+    with Registry.from_settings(settings) as registry:
+        names = tuple(m.name for m in registry.list_models())
+    if not names:
+        raise ConfigurationError(
+            "no models to serve: the registry is empty; register one with "
+            "'modelport models register BUNDLE_DIR' or name a model to serve")
+    return names
