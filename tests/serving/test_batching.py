@@ -198,3 +198,15 @@ def test_every_prediction_emits_an_event() -> None:
     assert np.all([e.outputs.labels[0] == 2.0 for e in seen])  # type: ignore[index]
     r.close()
     bus.close()
+
+
+def test_large_requests_to_a_fast_model_leave_the_event_loop() -> None:
+    r = runner(delay=0.0, inline_below_ms=5)
+
+    async def main() -> None:
+        await r.submit(rows((1, 1)))
+        assert r.runs_inline
+        assert not r._inline(10_000_000)  # expected rows x per-row cost is over the threshold
+
+    asyncio.run(main())
+    r.close()

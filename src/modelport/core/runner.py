@@ -207,9 +207,15 @@ class Runner:
     # ------------------------------------------------------------------ micro-batched path
     @property
     def runs_inline(self) -> bool:
-        """Whether ``submit`` calls the model on the event loop (fast models only)."""
-        return (self.call_ms is not None and self.call_ms < self.options.inline_below_ms
-                and not self._pending and not self._running)
+        """Whether ``submit`` calls the model on the event loop for a one-row request."""
+        return self._inline(1)
+
+    def _inline(self, n_rows: int) -> bool:
+        # a fast model, idle, and a request small enough not to hold the loop up
+        if self.call_ms is None or self._pending or self._running:
+            return False
+        expected = self.call_ms if n_rows == 1 else max(self.call_ms, self.row_ms * n_rows)
+        return expected < self.options.inline_below_ms
 
     async def submit(
         self,
@@ -226,7 +232,7 @@ class Runner:
         Raises ``OverloadedError`` when queued work would wait too long, ``RequestTimeoutError``
         when ``timeout`` seconds pass before the answer.
         """
-        if self.runs_inline:
+        if self._inline(batch.n_rows):
             start = time.perf_counter()
             result = self._call(batch)
             if self.on_batch is not None:
