@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -113,14 +114,23 @@ class JobStore:
         self._engine: sa.engine.Engine | None = None
 
     def load(self) -> JobStore:
-        from modelport.batch.source import sql_engine_url
+        from modelport.batch.source import redact, sql_engine_url
 
         if self._engine is None:
-            self._engine = sa.create_engine(sql_engine_url(self.url))
+            engine = sa.create_engine(sql_engine_url(self.url))
+            if engine.dialect.name == "sqlite" and engine.url.database:
+                Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
             try:
-                _meta.create_all(self._engine, checkfirst=True)
-            except sa.exc.SQLAlchemyError:
-                _meta.create_all(self._engine, checkfirst=True)  # lost a creation race
+                try:
+                    _meta.create_all(engine, checkfirst=True)
+                except sa.exc.IntegrityError:
+                    _meta.create_all(engine, checkfirst=True)  # lost a creation race
+            except sa.exc.SQLAlchemyError as exc:
+                engine.dispose()
+                raise StorageError(
+                    f"cannot open the scheduler tables in {redact(self.url)}: {_first_line(exc)}"
+                ) from None
+            self._engine = engine
         return self
 
     @property
