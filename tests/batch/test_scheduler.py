@@ -83,7 +83,7 @@ def test_failures_are_recorded_and_missed_slots_skipped(
     clock.now = t(12, 1)
     outcomes = scheduler.tick()
     assert [o["slot"] for o in outcomes] == [t(12)]  # 09:00-11:00 skipped
-    assert outcomes[0]["status"] == "failed"
+    assert outcomes[0]["status"] == "failed" and len(ran) == 1
     history = store.history()
     assert history[0]["status"] == "failed" and "no input files" in history[0]["error"]
 
