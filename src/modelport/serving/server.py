@@ -102,11 +102,14 @@ def build_app(config: ServeConfig, settings: Settings, *, grpc: bool = True) -> 
     from modelport.core.service import InferenceService
     from modelport.registry import Registry
     from modelport.serving.app import create_app
+    from modelport.serving.lookup import mount_lookup
 
     registry = Registry.from_settings(settings)
     service = InferenceService(registry, options=config.runner_options(), trusted=config.trusted,
                                load_timeout=config.load_timeout_s)
     app = create_app(service, config)
+    # offline serving: /lookup routes (serving/lookup.py) when MODELPORT_LOOKUP names a file
+    mount_lookup(app)
     app.load_models()
     if grpc:
         _add_grpc(app, config)
