@@ -108,6 +108,8 @@ class Summary:
     rows_out: int = 0
     rejected: int = 0
     duration_s: float = 0.0
+    #: of ``duration_s``, the time spent loading the model and preparing its ONNX form
+    load_s: float = 0.0
     rows_per_s: float = 0.0
     chunks: int = 0
     resumed_chunks: int = 0
@@ -158,6 +160,7 @@ class BatchJob:
         self.model = model
         self.progress = progress
         self.clock = clock
+        self._load_s = 0.0
 
     # ------------------------------------------------------------------ pieces
     def load_model(self) -> Model:
@@ -208,6 +211,7 @@ class BatchJob:
         spec = self.spec
         started = time.perf_counter()
         model = self.load_model()
+        self._load_s = time.perf_counter() - started
         source = self.source()
         sink = open_sink(spec, model.name)
         try:
@@ -238,7 +242,9 @@ class BatchJob:
 
         if model.path is None:
             raise ConfigurationError(f"model {model.ref} has no bundle folder to load from")
+        prepared = time.perf_counter()
         runner = prepare_runner(model, spec.accelerate)
+        summary.load_s = round(self._load_s + time.perf_counter() - prepared, 3)
         summary.accelerated = runner.accelerated
         model_path = str(model.path)
         remember_runner(model_path, spec.trusted, spec.accelerate, runner)
