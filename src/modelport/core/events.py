@@ -54,6 +54,7 @@ class EventBus:
 
     def __init__(self, *, max_pending: int = 10_000, interval: float = 0.005) -> None:
         self._observers: list[Observer] = []
+        self._inline: list[Observer] = []
         self._pending: deque[PredictionEvent] = deque()
         self._max_pending = max_pending
         self._interval = interval
@@ -66,8 +67,15 @@ class EventBus:
         self.dropped = 0
         self.failed = 0
 
-    def subscribe(self, observer: Observer) -> None:
+    def subscribe(self, observer: Observer, *, inline: bool = False) -> None:
+        """Deliver events to ``observer``: on the background thread, or with ``inline=True``
+        right inside ``publish`` — only for observers that take microseconds and never block
+        (a counter); a thread wake-up per batch costs more than such an observer on a busy box.
+        """
         with self._lock:
+            if inline:
+                self._inline.append(observer)
+                return
             self._observers.append(observer)
             if self._thread is None:
                 self._stopping = False
@@ -77,13 +85,22 @@ class EventBus:
 
     def unsubscribe(self, observer: Observer) -> None:
         with self._lock:
-            self._observers.remove(observer)
+            if observer in self._inline:
+                self._inline.remove(observer)
+            else:
+                self._observers.remove(observer)
 
     @property
     def has_observers(self) -> bool:
-        return bool(self._observers)
+        return bool(self._observers or self._inline)
 
     def publish(self, event: PredictionEvent) -> None:
+        for observer in self._inline:
+            try:
+                observer(event)
+            except Exception:
+                self.failed += 1
+                log.exception("prediction observer %r failed", observer)
         if not self._observers:
             return
         self.published += 1

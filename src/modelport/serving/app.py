@@ -470,7 +470,7 @@ def create_app(service: InferenceService, config: ServeConfig | None = None, *,
         metrics = ServingMetrics(metrics_registry or CollectorRegistry(),
                                  multiproc_dir=multiprocess_enabled())
     service.on_batch = metrics.observe_batch
-    service.events.subscribe(metrics.observe_event)
+    service.events.subscribe(metrics.observe_event, inline=True)  # a counter: microseconds
     return ServingApp(service, config, metrics)
 
 
