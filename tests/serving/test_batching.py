@@ -210,3 +210,20 @@ def test_large_requests_to_a_fast_model_leave_the_event_loop() -> None:
 
     asyncio.run(main())
     r.close()
+
+
+def test_inline_observers_see_each_event_before_submit_returns() -> None:
+    bus = EventBus()
+    seen: list[str | None] = []
+    bus.subscribe(lambda e: seen.append(e.request_id), inline=True)
+    r = runner(delay=0.0, events=bus, inline_below_ms=50)
+
+    async def main() -> None:
+        for i in range(3):
+            await r.submit(rows((1, 1)), request_id=f"r{i}")
+            assert seen[-1] == f"r{i}"  # no background thread involved
+
+    asyncio.run(main())
+    assert bus.has_observers and bus.published == 0  # nothing queued for a thread
+    r.close()
+    bus.close()
