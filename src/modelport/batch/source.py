@@ -225,8 +225,8 @@ class FileSource(Source):
                 else:
                     import pyarrow.json as pjson
 
-                    # JSON lines have no streaming reader in pyarrow; read one file at a time
-                    yield from pjson.read_json(fh).to_batches(max_chunksize=self.read_rows)
+                    yield from pjson.open_json(fh, read_options=pjson.ReadOptions(
+                        block_size=1 << 22))
         except pa.ArrowInvalid as exc:
             raise InvalidInputError(f"cannot read input file {name!r}: {exc}") from None
 

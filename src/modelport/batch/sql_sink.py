@@ -144,19 +144,29 @@ class SqlSink(Sink):
 
     def write(self, run_id: str, index: int, table: pa.Table, counts: tuple[int, int]) -> None:
         staging = self._staging_table(run_id, table.schema)
-        rows = table.to_pylist()
         try:
             with self.engine.begin() as conn:
                 seen = conn.execute(sa.select(chunks_table.c.chunk).where(
                     chunks_table.c.run_id == run_id, chunks_table.c.chunk == index)).first()
                 if seen is not None:
                     return
-                if rows:
-                    conn.execute(staging.insert(), rows)
+                if table.num_rows and self.dialect == "postgresql":
+                    self._copy(conn, staging, table)
+                elif table.num_rows:
+                    conn.execute(staging.insert(), table.to_pylist())
                 conn.execute(chunks_table.insert().values(
                     run_id=run_id, chunk=index, rows_in=counts[0], rejected=counts[1]))
         except sa.exc.SQLAlchemyError as exc:
             raise _storage(exc, self.url) from None
+
+    def _copy(self, conn: sa.Connection, staging: sa.Table, table: pa.Table) -> None:
+        """PostgreSQL's COPY: several times faster than INSERTs, in the same transaction."""
+        driver = conn.connection.driver_connection
+        names = ", ".join(self._q(n) for n in table.column_names)
+        statement = f"COPY {self._q(staging.name)} ({names}) FROM STDIN"
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+            for row in zip(*(c.to_pylist() for c in table.columns), strict=True):
+                copy.write_row(row)
 
     def _staging_table(self, run_id: str, schema: pa.Schema) -> sa.Table:
         name = self.staging_name(run_id)
