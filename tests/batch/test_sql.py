@@ -88,3 +88,43 @@ def test_sqlite_output_and_resume_checkpoints(classifier_bundle: Path, tmp_path:
         chunks = conn.execute(sa.text("SELECT count(*) FROM modelport_batch_chunks")).scalar()
     engine.dispose()
     assert pk == ["id"] and chunks == 0
+
+
+MARIADB_URL = "mysql://root@127.0.0.1:3306/test"
+
+
+def test_mariadb_query_in_mariadb_table_out_replace_then_upsert(
+        classifier_bundle: Path, home: Path) -> None:
+    import uuid
+
+    table = f"mpt_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/test")
+    try:
+        frame(120).to_sql(f"{table}_in", engine, index=False)
+        spec = JobSpec(ref=str(classifier_bundle), input=MARIADB_URL,
+                       query=f"SELECT * FROM {table}_in ORDER BY id", output=MARIADB_URL,
+                       table=table, keep=("id",), key=("id",), chunk_rows=50)
+        first = run_job(spec, **QUIET)
+        second = run_job(spec.with_changes(run_id="replaced"), **QUIET)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT id, run_id FROM {table} ORDER BY id")).all()
+        assert [r[0] for r in rows] == list(range(120))
+        assert {r[1] for r in rows} == {"replaced"} and first.run_id != "replaced"
+        assert second.rows_out == 120
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DELETE FROM {table}_in WHERE id >= 100"))
+        run_job(spec.with_changes(mode="upsert", run_id="upserted"), **QUIET)
+        with engine.connect() as conn:
+            runs = dict(conn.execute(sa.text(
+                f"SELECT run_id, count(*) FROM {table} GROUP BY run_id")).all())
+        assert runs == {"upserted": 100, "replaced": 20}
+    finally:
+        with engine.begin() as conn:
+            names = [r[0] for r in conn.execute(sa.text("SHOW TABLES LIKE :p"),
+                                                {"p": f"{table}%"})]
+            for name in names:
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS `{name}`"))
+            if sa.inspect(conn).has_table("modelport_batch_runs"):
+                conn.execute(sa.text("DELETE FROM modelport_batch_runs WHERE target LIKE :p"),
+                             {"p": f"{table}%"})
+        engine.dispose()
