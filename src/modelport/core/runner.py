@@ -330,10 +330,10 @@ class Runner:
         start = time.perf_counter()
         try:
             if len(group) == 1:
-                results = [await run_sync(self._executor, self._call, group[0].batch)]
+                results = [await self._in_thread(group[0].batch)]
             else:
                 joined = Batch.concat([p.batch for p in group])
-                whole = await run_sync(self._executor, self._call, joined)
+                whole = await self._in_thread(joined)
                 results = list(whole.split([p.batch.n_rows for p in group]))
         except Exception as exc:
             if len(group) == 1:
@@ -350,6 +350,13 @@ class Runner:
                 item.future.set_result(result)
             self._emit(item.batch, result, start, item.source, item.request_id, item.endpoint,
                        item.variant)
+
+    async def _in_thread(self, batch: Batch) -> Result:
+        try:
+            return await run_sync(self._executor, self._call, batch)
+        except RuntimeError:  # close() in another thread shut the executor down just now;
+            # _call itself only raises ModelportError subclasses
+            return await run_sync(None, self._call, batch)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self, timeout: float | None = None) -> bool:
