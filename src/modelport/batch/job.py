@@ -28,12 +28,11 @@ import pyarrow as pa
 
 from modelport.batch.engines import make_engine
 from modelport.batch.progress import Progress
-from modelport.batch.scoring import ChunkScorer, RunMeta
+from modelport.batch.scoring import RunMeta, check_schema
 from modelport.batch.sink import Sink
 from modelport.batch.source import Source, is_sql_url, open_source
 from modelport.batch.task import ChunkTask, prepare_runner, remember_runner
 from modelport.bundle.model import Model
-from modelport.core.batch import Batch, Result
 from modelport.core.runner import Accelerate
 from modelport.errors import ConfigurationError, InvalidInputError
 
@@ -229,14 +228,13 @@ class BatchJob:
             log.info("run %s already committed to %s; nothing to do", run_id, sink.describe())
             return dataclasses.replace(Summary(**_known(previous)), noop=True)
 
+        check_schema(model.signature, spec.keep, source.schema())
         meta = {"scored_at": self.clock().isoformat(), "model": model.name,
                 "version": model.version}
         staged = sink.open(run_id, resume=spec.resume, meta=meta)
         run_meta = RunMeta(run_id, model.name, model.version,
                            datetime.fromisoformat(staged.meta["scored_at"]))
         summary.scored_at = str(staged.meta["scored_at"])
-        ChunkScorer(model.signature, _unused, run_meta, keep=spec.keep).check_schema(
-            source.schema())
         summary.rejects = spec.rejects or sink.rejects_uri(run_id) or str(
             self._settings().home / "batch" / "rejects" / run_id)
 
@@ -298,10 +296,6 @@ def _todo(source: Source, rows: int, done: dict[int, tuple[int, int]]
     for index, batch in source.chunks(rows):
         if index not in done:
             yield index, batch
-
-
-def _unused(batch: Batch) -> Result:  # the schema check never predicts
-    raise AssertionError("not called")
 
 
 def _known(data: dict[str, Any]) -> dict[str, Any]:

@@ -69,20 +69,7 @@ class ChunkScorer:
         self.chunk_rows = chunk_rows
 
     def check_schema(self, schema: pa.Schema) -> None:
-        """Fail before any work when a needed column is absent: that is no row's fault."""
-        names = set(schema.names)
-        for name in self.signature.input_names:
-            if name not in names:
-                raise InvalidInputError(
-                    f"the input has no column {name!r}, which the model needs; it has "
-                    f"{schema.names[:20]}", field=name)
-        for name in self.keep:
-            if name not in names:
-                raise ConfigurationError(
-                    f"--keep {name!r}: the input has no such column; it has {schema.names[:20]}")
-            if name in META_COLUMNS or name == "prediction" or name.startswith("probability_"):
-                raise ConfigurationError(
-                    f"--keep {name!r} clashes with an output column; rename it in the input")
+        check_schema(self.signature, self.keep, schema)
 
     def score(self, index: int, rows: pa.RecordBatch) -> ScoredChunk:
         inputs = rows.select(self.signature.input_names)
@@ -169,6 +156,23 @@ class ChunkScorer:
         columns["record"] = pa.array(records, pa.string())
         columns["run_id"] = pa.repeat(pa.scalar(self.meta.run_id, pa.string()), len(bad))
         return pa.table(columns)
+
+
+def check_schema(signature: Signature, keep: Sequence[str], schema: pa.Schema) -> None:
+    """Fail before any work when a needed column is absent: that is no row's fault."""
+    names = set(schema.names)
+    for name in signature.input_names:
+        if name not in names:
+            raise InvalidInputError(
+                f"the input has no column {name!r}, which the model needs; it has "
+                f"{schema.names[:20]}", field=name)
+    for name in keep:
+        if name not in names:
+            raise ConfigurationError(
+                f"--keep {name!r}: the input has no such column; it has {schema.names[:20]}")
+        if name in META_COLUMNS or name == "prediction" or name.startswith("probability_"):
+            raise ConfigurationError(
+                f"--keep {name!r} clashes with an output column; rename it in the input")
 
 
 def _plain(value: Any) -> str:
