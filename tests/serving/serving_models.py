@@ -39,3 +39,17 @@ class SumModel:
         if (matrix[:, 0] < 0).any():
             raise ValueError("negative 'a' is poison for this model")
         return matrix.sum(axis=1)
+
+
+class TextLengthModel:
+    """``len(word) + x`` per row: a model with a string input column."""
+
+    input_type = "batch"
+    task = "regression"
+
+    def load(self, path: Path) -> None:
+        pass
+
+    def predict(self, batch: Any) -> Any:
+        words = batch.column("word")
+        return np.array([len(w) for w in words], dtype=np.float64) + batch.column("x")

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import serving_models
 import tritonclient.http as triton
 from conftest import Home, Server, launch
 from tritonclient.utils import InferenceServerException
@@ -24,7 +25,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, iris: Any, cancer: Any
     x_cancer, cancer_model = cancer
     home.register(iris_model, "iris", x_iris[:20], alias="production")
     home.register(cancer_model, "cancer", x_cancer.head(20))
-    server = launch(home, tmp, "iris@production", "cancer", "--max-rows", "50",
+    home.register(serving_models.TextLengthModel(), "text",
+                  pd.DataFrame({"word": ["a", "bb"], "x": [0.5, 1.0]}))
+    server = launch(home, tmp, "iris@production", "cancer", "text", "--max-rows", "50",
                     "--max-body-bytes", "20000")
     yield server, iris, cancer
     server.stop()
@@ -100,6 +103,20 @@ def test_v2_infer_json_by_hand_and_versions(http: httpx.Client, served: Any) -> 
     r = http.post("/v2/models/iris/versions/9/infer", json=body)
     assert r.status_code == 404
     assert "version 1" in r.json()["error"]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_v2_string_column_as_bytes_tensor(served: tuple[Server, Any, Any], binary: bool) -> None:
+    client = triton.InferenceServerClient(served[0].url.removeprefix("http://"))
+    word = triton.InferInput("word", [3], "BYTES")
+    word.set_data_from_numpy(np.array([b"a", "héllo".encode(), b""], dtype=object),
+                             binary_data=binary)
+    x = triton.InferInput("x", [3], "FP64")
+    x.set_data_from_numpy(np.array([0.5, 1.0, 2.0]), binary_data=binary)
+    result = client.infer("text", [word, x])
+    assert result.as_numpy("prediction").tolist() == [1.5, 6.0, 2.0]
+    meta = client.get_model_metadata("text")
+    assert {i["name"]: i["datatype"] for i in meta["inputs"]} == {"word": "BYTES", "x": "FP64"}
 
 
 def test_v2_errors_name_the_field(http: httpx.Client) -> None:
