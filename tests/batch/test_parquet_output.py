@@ -112,3 +112,25 @@ def test_s3_input_and_output(classifier_bundle: Path, tmp_path: Path, home: Path
     assert table["id"].to_pylist() == list(range(500))
     assert fs.cat("scores/out/_modelport/CURRENT").decode() == summary.run_id
     assert run_job(spec, **QUIET).noop
+
+
+def test_onnx_conversion_is_cached_for_the_next_run(slow_bundle: Path, tmp_path: Path,
+                                                    home: Path) -> None:
+    write_parquet(tmp_path / "in.parquet", frame(300))
+    spec = JobSpec(ref=str(slow_bundle), input=str(tmp_path / "in.parquet"),
+                   output=str(tmp_path / "first"), keep=("id",))
+    first = run_job(spec, **QUIET)
+    second = run_job(spec.with_changes(output=str(tmp_path / "second")), **QUIET)
+    assert first.accelerated and second.accelerated
+    assert "cached" not in (first.acceleration or "")
+    assert "conversion cached" in (second.acceleration or "")
+    assert len(list((home / "cache" / "onnx").glob("*.onnx"))) == 1
+    drop = ["run_id", "scored_at"]
+    assert pq.read_table(tmp_path / "first").drop_columns(drop).equals(
+        pq.read_table(tmp_path / "second").drop_columns(drop))
+    native = run_job(spec.with_changes(output=str(tmp_path / "native"), accelerate="off"),
+                     **QUIET)
+    assert not native.accelerated
+    np.testing.assert_allclose(pq.read_table(tmp_path / "native")["probability_1"].to_numpy(),
+                               pq.read_table(tmp_path / "first")["probability_1"].to_numpy(),
+                               atol=1e-5)

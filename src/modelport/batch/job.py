@@ -116,6 +116,8 @@ class Summary:
     rejects: str | None = None
     first_reject_reason: str | None = None
     accelerated: bool = False
+    #: why the model runs under ONNX Runtime, or why not
+    acceleration: str | None = None
     scored_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -241,14 +243,16 @@ class BatchJob:
         if model.path is None:
             raise ConfigurationError(f"model {model.ref} has no bundle folder to load from")
         prepared = time.perf_counter()
-        runner = prepare_runner(model, spec.accelerate)
+        cache_dir = str(self._settings().cache_dir / "onnx")
+        runner = prepare_runner(model, spec.accelerate, cache_dir)
         summary.load_s = round(self._load_s + time.perf_counter() - prepared, 3)
         summary.accelerated = runner.accelerated
+        summary.acceleration = runner.accelerate_reason
         model_path = str(model.path)
         remember_runner(model_path, spec.trusted, spec.accelerate, runner)
         task = ChunkTask(model_path, spec.trusted, spec.accelerate, run_meta, sink,
                          keep=spec.keep, chunk_rows=spec.chunk_rows, rejects_uri=summary.rejects,
-                         storage_options=spec.storage_options)
+                         storage_options=spec.storage_options, cache_dir=cache_dir)
         progress = self.progress or Progress(source.total_rows())
         for rows_in, rejected in staged.done.values():
             summary.rows_in += rows_in

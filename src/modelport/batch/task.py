@@ -27,16 +27,28 @@ _RUNNERS: dict[tuple[str, bool, str], Runner] = {}
 _RUNNERS_LOCK = threading.Lock()
 
 
-def prepare_runner(model: Model, accelerate: Accelerate) -> Runner:
-    """A loaded runner; without the ONNX converter in this build, the native model."""
+def prepare_runner(model: Model, accelerate: Accelerate, cache_dir: str | None = None) -> Runner:
+    """A loaded runner: the ONNX form when allowed and faithful (from ``cache_dir`` when it was
+    converted before), else the native model."""
+    from modelport.batch.onnx_cache import ConvertedModelCache
+
     runner = Runner(model, RunnerOptions(accelerate=accelerate))
+    cache = ConvertedModelCache(cache_dir) if cache_dir and accelerate != "off" else None
+    cached = cache.load(model) if cache is not None else None
+    if cached is not None:
+        runner.predictor, runner.accelerate_reason = cached
+        runner.accelerated = True
+        return runner
     try:
-        return runner.load()
+        runner.load()
     except ModuleNotFoundError as exc:
         if exc.name != "modelport.flavors.convert" or accelerate == "onnx":
             raise
         runner.accelerate_reason = "ONNX conversion is not available in this installation"
         return runner
+    if cache is not None and runner.accelerated and model.flavor != "onnx":
+        cache.save(model, runner.predictor, runner.accelerate_reason)
+    return runner
 
 
 def remember_runner(path: str, trusted: bool, accelerate: str, runner: Runner) -> None:
@@ -44,14 +56,15 @@ def remember_runner(path: str, trusted: bool, accelerate: str, runner: Runner) -
         _RUNNERS[(path, trusted, accelerate)] = runner
 
 
-def runner_for(path: str, trusted: bool, accelerate: Accelerate) -> Runner:
+def runner_for(path: str, trusted: bool, accelerate: Accelerate,
+               cache_dir: str | None = None) -> Runner:
     key = (path, trusted, accelerate)
     with _RUNNERS_LOCK:
         runner = _RUNNERS.get(key)
         if runner is None:
             from modelport.bundle.model import load_bundle
 
-            runner = prepare_runner(load_bundle(path, trusted=trusted), accelerate)
+            runner = prepare_runner(load_bundle(path, trusted=trusted), accelerate, cache_dir)
             _RUNNERS[key] = runner
         return runner
 
@@ -75,9 +88,10 @@ class ChunkTask:
     chunk_rows: int = 65536
     rejects_uri: str | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None
 
     def scorer(self) -> ChunkScorer:
-        runner = runner_for(self.model_path, self.trusted, self.accelerate)
+        runner = runner_for(self.model_path, self.trusted, self.accelerate, self.cache_dir)
 
         def predict(batch: Batch) -> Result:
             return runner.predict(batch, source="batch")
