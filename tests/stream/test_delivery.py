@@ -78,25 +78,29 @@ def _run_with_kills(broker: Broker, bundle: Path, workers: Any, sink: list[str],
     Returns the number of kills."""
     rng = random.Random(seed)
     group = unique("g")
-    feeder = _Feeder(broker, src, _messages(N_MESSAGES))
+    feeder = _Feeder(broker, src, _messages(N_MESSAGES), chunks=50, pause=0.8)
     args = [str(bundle), "--source", broker.uri(src), *sink, "--group", group,
             "--passthrough", "id", "--max-batch", str(MAX_BATCH), "--max-wait-ms", "50",
             *broker_args(broker)]
-    pool = [workers(args), workers(args)]
+    # static membership: a restarted worker takes its partitions back at once (noida never
+    # expires a SIGKILLed dynamic member, so its partitions would wait forever)
+    slots = [[*args, "--instance-id", f"{group}-a"], [*args, "--instance-id", f"{group}-b"]]
+    pool = [workers(slots[0]), workers(slots[1])]
     feeder.start()
     kills = 0
     for round_ in range(5):
-        time.sleep(rng.uniform(0.5, 3.0))
         i = rng.randrange(2)
+        _wait_for(lambda: "assigned" in pool[i].output(), 90, "a worker to join")  # noqa: B023
+        time.sleep(rng.uniform(0.1, 2.0))
         pool[i].kill()
         kills += 1
-        if round_ == 2:  # the replacement dies right after producing its 2nd batch
-            crasher = workers(args, env={"MODELPORT_STREAM_FAILPOINT": "written:2"})
+        if round_ == 1:  # the replacement dies right after producing its 2nd batch
+            crasher = workers(slots[i], env={"MODELPORT_STREAM_FAILPOINT": "written:2"})
             crasher.wait(120)
             assert crasher.proc is not None and crasher.proc.returncode == -9, \
                 crasher.output()
             kills += 1
-        pool[i] = workers(args)
+        pool[i] = workers(slots[i])
     feeder.join(120)
     assert feeder.error is None, feeder.error
     return kills

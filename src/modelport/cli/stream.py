@@ -59,8 +59,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                      help="Kafka consumer session timeout (default 10000)")
     run.add_argument("--from", dest="start_from", choices=("earliest", "latest"),
                      default="earliest", help="where a new group starts (default earliest)")
-    run.add_argument("--consumer-name", metavar="NAME",
-                     help="Redis consumer name (default: HOST-PID)")
+    run.add_argument("--instance-id", metavar="ID",
+                     help="stable name of this worker (e.g. the pod name): a restarted worker "
+                          "takes its partitions back at once (Kafka static membership), and "
+                          "it names the Redis consumer and the Kafka transactional id")
     run.add_argument("--claim-idle-ms", type=int, default=30_000, metavar="MS",
                      help="Redis: claim entries another consumer left pending this long")
     run.add_argument("--kafka-config", action="append", default=[], metavar="KEY=VALUE",
@@ -145,11 +147,14 @@ def _run(args: argparse.Namespace) -> int:
 
     runner = _runner(args)
     group = args.group or f"modelport-{runner.name}"
-    consumer = args.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+    consumer = args.instance_id or f"{socket.gethostname()}-{os.getpid()}"
     kafka_config = _kafka_config(args.kafka_config)
+    consumer_config = dict(kafka_config)
+    if args.instance_id:
+        consumer_config["group.instance.id"] = args.instance_id
     source = open_source(source_at, group=group, consumer=consumer,
                          session_timeout_ms=args.session_timeout_ms, start_from=args.start_from,
-                         claim_idle_ms=args.claim_idle_ms, config=kafka_config)
+                         claim_idle_ms=args.claim_idle_ms, config=consumer_config)
     transactional_id = f"modelport-{group}-{consumer}" if args.exactly_once else None
     sink = open_sink(sink_at, table=args.table, key_columns=_csv(args.key_columns),
                      transactional_id=transactional_id, config=kafka_config)
