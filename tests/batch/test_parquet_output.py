@@ -134,3 +134,21 @@ def test_onnx_conversion_is_cached_for_the_next_run(slow_bundle: Path, tmp_path:
     np.testing.assert_allclose(pq.read_table(tmp_path / "native")["probability_1"].to_numpy(),
                                pq.read_table(tmp_path / "first")["probability_1"].to_numpy(),
                                atol=1e-5)
+
+
+def test_cached_conversion_still_verifies_the_bundle(classifier_bundle: Path, tmp_path: Path,
+                                                     home: Path) -> None:
+    import shutil
+
+    from modelport.errors import IntegrityError
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(classifier_bundle, bundle)
+    write_parquet(tmp_path / "in.parquet", frame(20))
+    spec = JobSpec(ref=str(bundle), input=str(tmp_path / "in.parquet"),
+                   output=str(tmp_path / "a"))
+    assert run_job(spec, **QUIET).accelerated
+    artifact = next(p for p in bundle.iterdir() if p.suffix == ".skops")
+    artifact.write_bytes(artifact.read_bytes() + b"tampered")
+    with pytest.raises(IntegrityError):
+        run_job(spec.with_changes(output=str(tmp_path / "b")), **QUIET)

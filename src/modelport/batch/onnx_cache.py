@@ -56,6 +56,31 @@ class ConvertedModelCache:
             return None
         return predictor, f"{meta['reason']} (conversion cached)"
 
+    def load_bundle(self, directory: str | os.PathLike[str], *,
+                    expected_files: dict[str, str] | None = None,
+                    version: int | None = None) -> tuple[Model, str] | None:
+        """The bundle as a model whose predictor is its cached ONNX form, or ``None``.
+
+        Every file's SHA-256 is verified as ``load_bundle`` would, but the native artifact is
+        never deserialized: with a cached conversion, importing the framework (seconds for
+        scikit-learn through skops) is not needed at all.
+        """
+        from modelport.bundle.hashing import verify_tree
+        from modelport.bundle.manifest import Manifest
+
+        path = Path(directory)
+        manifest = Manifest.read(path)
+        stub = Model(manifest, predictor=None, path=path, version=version)  # type: ignore[arg-type]
+        if not (self.directory / f"{self.key(stub)}.json").exists():
+            return None
+        files = dict(expected_files) if expected_files is not None else manifest.files
+        verify_tree(path, files, what=f"model {manifest.name or path.name}")
+        hit = self.load(stub)
+        if hit is None:
+            return None
+        predictor, reason = hit
+        return Model(manifest, predictor, path=path, version=version), reason
+
     def save(self, model: Model, predictor: Any, reason: str) -> None:
         key = self.key(model)
         data: bytes = predictor.onnx_bytes

@@ -51,6 +51,26 @@ def prepare_runner(model: Model, accelerate: Accelerate, cache_dir: str | None =
     return runner
 
 
+def open_runner(path: str, *, trusted: bool, accelerate: Accelerate, cache_dir: str | None,
+                expected_files: dict[str, str] | None = None, version: int | None = None
+                ) -> Runner:
+    """The runner for the bundle at ``path``: straight from a cached ONNX conversion when there
+    is one (the native framework is then never imported), else loaded and prepared."""
+    from modelport.batch.onnx_cache import ConvertedModelCache
+    from modelport.bundle.model import load_bundle
+
+    if cache_dir and accelerate != "off":
+        hit = ConvertedModelCache(cache_dir).load_bundle(path, expected_files=expected_files,
+                                                         version=version)
+        if hit is not None:
+            model, reason = hit
+            runner = Runner(model, RunnerOptions(accelerate="off"))
+            runner.accelerated, runner.accelerate_reason = True, reason
+            return runner
+    model = load_bundle(path, trusted=trusted, expected_files=expected_files, version=version)
+    return prepare_runner(model, accelerate, cache_dir)
+
+
 def remember_runner(path: str, trusted: bool, accelerate: str, runner: Runner) -> None:
     with _RUNNERS_LOCK:
         _RUNNERS[(path, trusted, accelerate)] = runner
@@ -62,9 +82,8 @@ def runner_for(path: str, trusted: bool, accelerate: Accelerate,
     with _RUNNERS_LOCK:
         runner = _RUNNERS.get(key)
         if runner is None:
-            from modelport.bundle.model import load_bundle
-
-            runner = prepare_runner(load_bundle(path, trusted=trusted), accelerate, cache_dir)
+            runner = open_runner(path, trusted=trusted, accelerate=accelerate,
+                                 cache_dir=cache_dir)
             _RUNNERS[key] = runner
         return runner
 
