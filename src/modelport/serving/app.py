@@ -300,9 +300,10 @@ class ServingApp:
             status = 200
         except Exception as exc:
             status, payload, headers = self._error(protocol, exc, rid)
-        await _respond(send, status, payload, headers, rid)
+        # counted before the answer leaves, so a client that reads /metrics next sees it
         elapsed = time.perf_counter() - start
         self.metrics.observe_request(model_label, version_label, protocol, status, elapsed)
+        await _respond(send, status, payload, headers, rid)
         if self.config.access_log:
             access_log.info("request", extra={
                 "request_id": rid, "protocol": protocol, "model": model_label,
