@@ -1,0 +1,126 @@
+"""``SqlSink`` on real PostgreSQL and SQLite: upserts keep one row per input."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from modelport.stream import Message, MessageCodec, SinkError
+from modelport.stream.sql import SqlSink
+from tests.stream.conftest import free_port, unique  # type: ignore[import-not-found]
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ops.db'}"
+        return
+    yield PG_URL
+
+
+def _outputs(n: int, *, offset0: int = 0, label_shift: int = 0) -> list[Any]:
+    codec = MessageCodec(model="fraud", version=2, passthrough=("customer",))
+    out = []
+    for i in range(n):
+        msg = Message("events", i % 2, offset0 + i, f"k{i}".encode(), b"{}")
+        out.append(codec.encode(msg, 0, {"customer": i % 3},
+                                {"label": (i + label_shift) % 2,
+                                 "probabilities": {"0": 0.25, "1": 0.75}}, latency_ms=1.0))
+    return out
+
+
+def _rows(url: str, table: str) -> list[Any]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY input_offset")))
+    finally:
+        engine.dispose()
+
+
+def _drop(url: str, table: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()
+
+
+def test_writing_a_batch_twice_leaves_one_row_per_input(database: str) -> None:
+    table = unique("preds").replace("-", "_")
+    sink = SqlSink(database, table)
+    try:
+        sink.start()
+        sink.write(_outputs(10))
+        sink.write(_outputs(10, label_shift=1))  # a redelivered batch, after a crash
+        sink.close()
+        rows = _rows(database, table)
+        assert len(rows) == 10
+        first = rows[0]._mapping
+        assert first["label"] == 1  # the second write replaced the first
+        assert first["model"] == "fraud" and first["model_version"] == 2
+        assert first["customer"] == 0 and first["key"] == "k0"
+        probabilities = first["probabilities"]
+        if isinstance(probabilities, str):  # SQLite keeps JSON as text
+            probabilities = json.loads(probabilities)
+        assert probabilities == {"0": 0.25, "1": 0.75}
+    finally:
+        _drop(database, table)
+
+
+def test_a_business_key_keeps_the_latest_prediction_per_key(database: str) -> None:
+    table = unique("latest").replace("-", "_")
+    sink = SqlSink(database, table, key_columns=("customer",))
+    try:
+        sink.start()
+        sink.write(_outputs(9))
+        sink.write(_outputs(3, offset0=100))
+        rows = _rows(database, table)
+        assert sorted(r._mapping["customer"] for r in rows) == [0, 1, 2]
+        assert sorted(r._mapping["input_offset"] for r in rows) == ["100", "101", "102"]
+        sink.close()
+    finally:
+        _drop(database, table)
+
+
+def test_an_existing_table_is_reused() -> None:
+    table = unique("again").replace("-", "_")
+    try:
+        first = SqlSink(PG_URL, table)
+        first.start()
+        first.write(_outputs(3))
+        first.close()
+        second = SqlSink(PG_URL, table)
+        second.start()
+        assert second.table is not None  # reflected, not created again
+        second.write(_outputs(5))
+        second.close()
+        assert len(_rows(PG_URL, table)) == 5
+    finally:
+        _drop(PG_URL, table)
+
+
+def test_an_unreachable_database_is_a_transient_sink_error() -> None:
+    port = free_port()  # nothing listens here
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+    sink = SqlSink(f"postgresql+psycopg://postgres@127.0.0.1:{port}/test", "t")
+    with pytest.raises(SinkError) as info:
+        sink.start()
+    assert info.value.transient
+
+
+def test_a_key_column_missing_from_the_outputs_is_explained(tmp_path: Path) -> None:
+    from modelport.errors import ConfigurationError
+
+    sink = SqlSink(f"sqlite:///{tmp_path / 'x.db'}", "t", key_columns=("order_id",))
+    sink.start()
+    with pytest.raises(ConfigurationError, match="--passthrough"):
+        sink.write(_outputs(1))
