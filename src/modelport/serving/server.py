@@ -16,6 +16,7 @@ With several workers, the supervisor forwards the signal to each and restarts a 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -113,6 +114,10 @@ def build_app(config: ServeConfig, settings: Settings, *, grpc: bool = True) -> 
     app.load_models()
     if grpc:
         _add_grpc(app, config)
+    # everything loaded so far lives as long as the process: keep it out of the collector's
+    # full passes (~0.2 s over a few hundred thousand objects: a latency spike under load)
+    gc.collect()
+    gc.freeze()
     return app
 
 
