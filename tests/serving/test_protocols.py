@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -307,7 +306,7 @@ def test_metrics_count_requests_by_model_version_protocol_status(
     assert "modelport_queue_rows" in text
 
 
-def test_server_log_lines_are_json(served: tuple[Server, Any, Any], tmp_path: Path) -> None:
+def test_server_log_lines_are_json(served: tuple[Server, Any, Any]) -> None:
     import json
 
     lines = [li for li in served[0].output().splitlines() if li.startswith("{")]
