@@ -82,9 +82,11 @@ def _run_with_kills(broker: Broker, bundle: Path, workers: Any, sink: list[str],
     args = [str(bundle), "--source", broker.uri(src), *sink, "--group", group,
             "--passthrough", "id", "--max-batch", str(MAX_BATCH), "--max-wait-ms", "50",
             *broker_args(broker)]
-    # static membership: a restarted worker takes its partitions back at once (noida never
-    # expires a SIGKILLed dynamic member, so its partitions would wait forever)
-    slots = [[*args, "--instance-id", f"{group}-a"], [*args, "--instance-id", f"{group}-b"]]
+    # noida never expires a SIGKILLed dynamic member (its partitions would wait forever), so
+    # there the workers are static members that take their partitions back on restart; tansu
+    # expires dead members after the session timeout but mishandles a static member's return
+    slots = [[*args, "--instance-id", f"{group}-{slot}"] if broker.kind == "noida" else args
+             for slot in "ab"]
     pool = [workers(slots[0]), workers(slots[1])]
     feeder.start()
     kills = 0

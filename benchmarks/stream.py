@@ -1,0 +1,210 @@
+"""Streaming benchmark: ``modelport stream`` against a bare consume → produce loop, in one run.
+
+Both variants run the same delivery discipline against the same broker and input topic (JSON
+records of 5 float features, keyed, over 4 partitions): read up to 500 messages, produce, wait
+for every delivery report, commit offsets synchronously. Each runs in its own process with
+``OMP_NUM_THREADS=1`` and is timed from its first message to its last commit:
+
+(a) passthrough: confluent-kafka only, the message bytes forwarded unchanged (no model);
+(b) modelport: ``StreamLoop`` with the Kafka source / sink and a LogisticRegression bundle —
+    decode, coerce through the signature, one ``predict_proba`` per batch, encode, produce.
+
+Reports messages/s for both and the ratio (b)/(a). A noida-db broker is started on a free port
+unless ``--bootstrap`` names one.
+
+    python benchmarks/stream.py                    # 200,000 messages
+    python benchmarks/stream.py --messages 50000 --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+PASSTHROUGH = textwrap.dedent("""
+    import json, sys, time
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    bootstrap, src, dst, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": sys.argv[5],
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                         "enable.idempotence": True, "partitioner": "murmur2_random"})
+    failed = []
+    def delivered(err, msg):
+        if err is not None:
+            failed.append(err)
+    consumer.subscribe([src])
+    done, start = 0, None
+    while done < n:
+        batch = consumer.consume(500, 0.1)
+        if not batch:
+            continue
+        if start is None:
+            start = time.perf_counter()
+        top = {}
+        for m in batch:
+            producer.produce(dst, m.value(), m.key(), on_delivery=delivered)
+            top[m.partition()] = m.offset()
+        assert producer.flush(30) == 0 and not failed
+        consumer.commit(offsets=[TopicPartition(src, p, o + 1) for p, o in top.items()],
+                        asynchronous=False)
+        done += len(batch)
+    seconds = time.perf_counter() - start
+    consumer.close()
+    print(json.dumps({"messages": done, "seconds": seconds}))
+""")
+
+MODELPORT = textwrap.dedent("""
+    import json, sys, time
+    from modelport.bundle.model import load_bundle
+    from modelport.stream import StreamLoop, StreamOptions
+    from modelport.stream.kafka import KafkaSink, KafkaSource
+    bootstrap, src, dst, n, group, bundle = sys.argv[1:7]
+    n = int(n)
+    loop = StreamLoop(load_bundle(bundle), KafkaSource(bootstrap, [src], group),
+                      KafkaSink(bootstrap, dst), dead_letter_topic=src + ".dlq",
+                      options=StreamOptions(max_batch=500, max_wait_ms=100, passthrough=("id",)))
+    loop.start()
+    start = None
+    while loop.totals.messages < n:
+        report = loop.run_once()
+        if report.messages and start is None:
+            start = time.perf_counter() - report.seconds
+    seconds = time.perf_counter() - start
+    loop.close()
+    print(json.dumps({"messages": loop.totals.messages, "seconds": seconds,
+                      "outputs": loop.totals.outputs}))
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_noida(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    import noida_db
+
+    binary = Path(noida_db.__file__).parent / "noida-db"
+    port = _free_port()
+    with (root / "broker.log").open("wb") as log:
+        proc = subprocess.Popen([str(binary), "start", "--data-dir", str(root / "data"),
+                                 "--only", "kafka", "--kafka-port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"127.0.0.1:{port}"
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("noida-db did not start")
+
+
+def _topic(bootstrap: str, name: str, partitions: int) -> str:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        future.result(30)
+    return name
+
+
+def _fill(bootstrap: str, topic: str, n: int) -> None:
+    import numpy as np
+    import orjson
+    from confluent_kafka import Producer
+
+    rng = np.random.default_rng(0)
+    x = np.round(rng.normal(size=(n, 5)), 4).tolist()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "partitioner": "murmur2_random"})
+    for i, row in enumerate(x):
+        value = orjson.dumps({"id": i, **{f"f{j}": v for j, v in enumerate(row)}})
+        while True:
+            try:
+                producer.produce(topic, value, f"k{i}".encode())
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(120) == 0
+
+
+def _bundle(root: Path) -> Path:
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import modelport
+
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame(rng.normal(size=(1000, 5)), columns=[f"f{j}" for j in range(5)])
+    y = (x["f0"] - x["f2"] > 0).astype(int)
+    return modelport.save(LogisticRegression().fit(x, y), root / "bundle", name="bench",
+                          example=x.head(20))
+
+
+def _run(script: str, args: list[str]) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                         env=env, timeout=1800)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark variant failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--bootstrap", help="an existing broker (default: start noida-db)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mp-stream-bench-") as tmp:
+        root = Path(tmp)
+        broker = None
+        bootstrap = args.bootstrap
+        if bootstrap is None:
+            broker, bootstrap = _start_noida(root)
+        try:
+            tag = uuid.uuid4().hex[:6]
+            src = _topic(bootstrap, f"bench-in-{tag}", 4)
+            _fill(bootstrap, src, args.messages)
+            bundle = _bundle(root)
+            results: dict[str, Any] = {"messages": args.messages, "broker": bootstrap}
+            for name, script, extra in (
+                ("passthrough", PASSTHROUGH, []),
+                ("modelport", MODELPORT, [str(bundle)]),
+            ):
+                dst = _topic(bootstrap, f"bench-{name}-{tag}", 4)
+                r = _run(script, [bootstrap, src, dst, str(args.messages), f"g-{name}-{tag}",
+                                  *extra])
+                r["messages_per_s"] = r["messages"] / r["seconds"]
+                results[name] = r
+                print(f"{name:12s} {r['messages']:>8d} messages in {r['seconds']:7.2f} s "
+                      f"= {r['messages_per_s']:>9,.0f} msg/s", flush=True)
+            ratio = results["modelport"]["messages_per_s"] / results["passthrough"][
+                "messages_per_s"]
+            results["ratio"] = ratio
+            print(f"modelport / passthrough = {ratio:.0%} (target >= 70%)")
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=2))
+        finally:
+            if broker is not None:
+                broker.send_signal(signal.SIGTERM)
+                broker.wait(10)
+
+
+if __name__ == "__main__":
+    main()
