@@ -48,6 +48,21 @@ def test_dask_local_cluster_matches_local(classifier_bundle: Path, tmp_path: Pat
     _same_as_local(classifier_bundle, tmp_path, "dask")
 
 
+@pytest.mark.slow
+def test_dask_scheduler_address(classifier_bundle: Path, tmp_path: Path, home: Path) -> None:
+    """A user's own Dask cluster, reached by its scheduler address, gives the same output."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        summary, table = _run(classifier_bundle, tmp_path, "dask",
+                              engine_address=cluster.scheduler_address)
+    _, local = _run(classifier_bundle, tmp_path, "local")
+    assert cluster.scheduler_address in summary.engine
+    drop = ["run_id", "scored_at"]
+    assert table.drop_columns(drop).equals(local.drop_columns(drop))
+
+
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
     from pyspark.sql import SparkSession

@@ -251,10 +251,11 @@ class BatchJob:
         summary.accelerated = runner.accelerated
         summary.acceleration = runner.accelerate_reason
         model_path = str(model.path)
-        remember_runner(model_path, spec.trusted, spec.accelerate, runner)
+        digest = remember_runner(model_path, spec.trusted, spec.accelerate, runner)
         task = ChunkTask(model_path, spec.trusted, spec.accelerate, run_meta, sink,
                          keep=spec.keep, chunk_rows=spec.chunk_rows, rejects_uri=summary.rejects,
-                         storage_options=spec.storage_options, cache_dir=cache_dir)
+                         storage_options=spec.storage_options, cache_dir=cache_dir,
+                         model_digest=digest)
         progress = self.progress or Progress(source.total_rows())
         for rows_in, rejected in staged.done.values():
             summary.rows_in += rows_in

@@ -7,6 +7,8 @@ keep it in :data:`_RUNNERS`. The local engine seeds that cache with the model it
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +21,12 @@ from modelport.batch.sink import Sink
 from modelport.bundle.model import Model
 from modelport.core.batch import Batch, Result
 from modelport.core.runner import Accelerate, Runner, RunnerOptions
-from modelport.errors import ModelportError
+from modelport.errors import ConflictError, ModelportError
 
 # Worker-process cache: loading a model per chunk would cost more than scoring it. Keyed by the
-# bundle folder and options, so one process can serve runs of several models.
-_RUNNERS: dict[tuple[str, bool, str], Runner] = {}
+# bundle folder, a digest of its files and the options, so one process serves runs of several
+# models and never a stale one when a folder is rewritten in place.
+_RUNNERS: dict[tuple[str, str, bool, str], Runner] = {}
 _RUNNERS_LOCK = threading.Lock()
 
 
@@ -71,20 +74,35 @@ def open_runner(path: str, *, trusted: bool, accelerate: Accelerate, cache_dir: 
     return prepare_runner(model, accelerate, cache_dir)
 
 
-def remember_runner(path: str, trusted: bool, accelerate: str, runner: Runner) -> None:
+def model_digest(model: Model) -> str:
+    """Identifies a bundle's content: the SHA-256 of its files' recorded hashes."""
+    return hashlib.sha256(json.dumps(sorted(model.manifest.files.items())).encode()).hexdigest()
+
+
+def remember_runner(path: str, trusted: bool, accelerate: str, runner: Runner) -> str:
+    """Seed this process's cache with ``runner``; returns the model digest tasks must ask for."""
+    digest = model_digest(runner.model)
     with _RUNNERS_LOCK:
-        _RUNNERS[(path, trusted, accelerate)] = runner
+        _RUNNERS[(path, digest, trusted, accelerate)] = runner
+    return digest
 
 
 def runner_for(path: str, trusted: bool, accelerate: Accelerate,
-               cache_dir: str | None = None) -> Runner:
-    key = (path, trusted, accelerate)
+               cache_dir: str | None = None, digest: str | None = None) -> Runner:
+    """This process's runner for the bundle at ``path`` (loaded on first use).
+
+    With ``digest``, the bundle must still hold the files the run started with."""
     with _RUNNERS_LOCK:
-        runner = _RUNNERS.get(key)
-        if runner is None:
-            runner = open_runner(path, trusted=trusted, accelerate=accelerate,
-                                 cache_dir=cache_dir)
-            _RUNNERS[key] = runner
+        if digest is not None:
+            runner = _RUNNERS.get((path, digest, trusted, accelerate))
+            if runner is not None:
+                return runner
+        runner = open_runner(path, trusted=trusted, accelerate=accelerate, cache_dir=cache_dir)
+        found = model_digest(runner.model)
+        if digest is not None and found != digest:
+            raise ConflictError(
+                f"the model bundle at {path} changed while the run was scoring; rerun it")
+        _RUNNERS[(path, found, trusted, accelerate)] = runner
         return runner
 
 
@@ -108,9 +126,11 @@ class ChunkTask:
     rejects_uri: str | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
     cache_dir: str | None = None
+    model_digest: str | None = None
 
     def scorer(self) -> ChunkScorer:
-        runner = runner_for(self.model_path, self.trusted, self.accelerate, self.cache_dir)
+        runner = runner_for(self.model_path, self.trusted, self.accelerate, self.cache_dir,
+                            self.model_digest)
 
         def predict(batch: Batch) -> Result:
             return runner.predict(batch, source="batch")
