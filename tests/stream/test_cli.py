@@ -25,7 +25,7 @@ from tests.stream.conftest import (  # type: ignore[import-not-found]
 @pytest.mark.parametrize(("source", "message"), [
     ("ftp://x/y", "unknown endpoint"),
     ("kafka://127.0.0.1:9/", "kafka://HOST:PORT/TOPIC"),
-    ("postgresql://postgres@127.0.0.1/test", "must be kafka"),
+    ("postgresql://postgres@127.0.0.1/test", "can be a --sink"),
 ])
 def test_a_wrong_source_is_one_line_and_exit_code_2(
     source: str, message: str, classifier_bundle: Path, capsys: pytest.CaptureFixture[str]

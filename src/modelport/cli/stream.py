@@ -135,6 +135,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_batch < 1 or args.max_wait_ms < 0:
         raise ConfigurationError("--max-batch must be at least 1 and --max-wait-ms not negative")
     source_at = parse_endpoint(args.source)
+    if source_at.kind == "sql":
+        raise ConfigurationError(
+            "--source must be kafka://HOST:PORT/TOPIC or redis://HOST:PORT/DB/STREAM; a "
+            "database can be a --sink")
     sink_at = parse_endpoint(args.sink)
     dead_at = parse_endpoint(args.dead_letter) if args.dead_letter else \
         source_at.with_name(f"{source_at.name}.dlq")
