@@ -1,8 +1,10 @@
-"""A ``modelport batch run`` process for the crash tests, with two test-only brakes.
+"""A ``modelport batch run`` process for the crash tests, with test-only brakes.
 
 ``BATCH_CHUNK_DELAY`` (seconds) slows every staged chunk so the parent can kill the run half-way;
-``BATCH_PAUSE_BEFORE_SWITCH=1`` prints ``SWITCHING`` and sleeps just before the commit's atomic
-switch, so the parent can kill it inside the commit step.
+``BATCH_PAUSE_BEFORE_SWITCH=1`` prints ``SWITCHING`` and sleeps just before a Parquet commit's
+atomic switch; ``BATCH_PAUSE_IN_SQL_SWAP=1`` prints ``SWITCHING`` and makes the SQL swap
+transaction sleep on the server after the old table was dropped and the new one renamed, before
+it commits — so the parent can kill the run inside the commit step.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import sys
 import time
 from typing import Any
 
+import sqlalchemy as sa
+
 import modelport.batch.parquet_sink as parquet_sink
+import modelport.batch.sql_sink as sql_sink
 from modelport.cli.main import main
 
 delay = float(os.environ.get("BATCH_CHUNK_DELAY", "0"))
@@ -24,6 +29,22 @@ if delay:
         original_write(self, *args, **kwargs)
 
     parquet_sink.ParquetSink.write = slow_write  # type: ignore[method-assign]
+    original_sql_write = sql_sink.SqlSink.write
+
+    def slow_sql_write(self: Any, *args: Any, **kwargs: Any) -> None:
+        time.sleep(delay)
+        original_sql_write(self, *args, **kwargs)
+
+    sql_sink.SqlSink.write = slow_sql_write  # type: ignore[method-assign]
+
+if os.environ.get("BATCH_PAUSE_IN_SQL_SWAP"):
+    original_swap = sql_sink.SqlSink._swap
+
+    def paused_swap(self: Any, staging: str, target: str, after: list[Any]) -> None:
+        print("SWITCHING", flush=True)
+        original_swap(self, staging, target, [*after, sa.text("SELECT pg_sleep(4)")])
+
+    sql_sink.SqlSink._swap = paused_swap  # type: ignore[method-assign]
 
 if os.environ.get("BATCH_PAUSE_BEFORE_SWITCH"):
     original_replace = os.replace

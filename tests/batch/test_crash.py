@@ -92,3 +92,75 @@ def test_sigkill_half_way_and_in_commit_then_resume(slow_bundle: Path, tmp_path:
     resumed = pq.read_table(out).drop_columns(["run_id", "scored_at"])
     uninterrupted = pq.read_table(clean).drop_columns(["run_id", "scored_at"])
     assert resumed.equals(uninterrupted)
+
+
+@pytest.mark.slow
+def test_postgres_output_sigkill_half_way_and_in_the_swap_then_resume(
+        classifier_bundle: Path, tmp_path: Path, home: Path, pg_table: str) -> None:
+    import sqlalchemy as sa
+
+    from .conftest import PG_URL
+
+    rows, chunk = 20_000, 500  # 40 chunks
+    write_parquet(tmp_path / "in.parquet", frame(rows, seed=4))
+    common = ["batch", "run", str(classifier_bundle), "--input", str(tmp_path / "in.parquet"),
+              "--output", PG_URL, "--table", pg_table, "--keep", "id", "--chunk-rows",
+              str(chunk), "--workers", "1", "--no-progress", "--json"]
+    finish(batch([*common, "--run-id", f"{pg_table}-old"]))
+    url = PG_URL.replace("postgresql://", "postgresql+psycopg://")
+    engine = sa.create_engine(url)
+
+    def staged() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(
+                "SELECT count(*) FROM modelport_batch_chunks WHERE run_id = :r"),
+                {"r": f"{pg_table}-new"}).scalar() or 0)
+
+    stop, log = tmp_path / "stop", tmp_path / "seen.jsonl"
+    poller = subprocess.Popen([sys.executable, str(HERE / "table_poller.py"), url, pg_table,
+                               str(stop), str(log)])
+    try:
+        run = [*common, "--run-id", f"{pg_table}-new"]
+        proc = batch(run, env={"BATCH_CHUNK_DELAY": "0.05"})
+        deadline = time.monotonic() + 240
+        while staged() < 20 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert 20 <= staged() < 40
+
+        proc = batch([*run, "--resume"], env={"BATCH_PAUSE_IN_SQL_SWAP": "1"})
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "SWITCHING"
+        time.sleep(1.0)  # the swap's DROP and RENAME have run; its COMMIT has not
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert staged() == 40
+        with engine.connect() as conn:  # waits for the killed swap to roll back
+            runs = conn.execute(sa.text(f'SELECT DISTINCT run_id FROM "{pg_table}"')).all()
+        assert runs == [(f"{pg_table}-old",)]
+
+        summary = json.loads(finish(batch([*run, "--resume"])))
+        assert summary["resumed_chunks"] == 40 and summary["rows_out"] == rows
+        time.sleep(0.2)
+    finally:
+        stop.touch()
+        poller.wait(30)
+
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(seen) > 10 and not [s for s in seen if "error" in s]
+    assert all(s["rows"] == rows and len(s["runs"]) == 1 for s in seen), \
+        [s for s in seen if s["rows"] != rows or len(s["runs"]) != 1][:3]
+    assert {s["runs"][0] for s in seen} == {f"{pg_table}-old", f"{pg_table}-new"}
+    with engine.connect() as conn:
+        resumed = conn.execute(sa.text(
+            f'SELECT id, prediction, probability_1 FROM "{pg_table}" ORDER BY id')).all()
+        left = conn.execute(sa.text(
+            'SELECT count(*) FROM modelport_batch_chunks WHERE run_id = :r'),
+            {"r": f"{pg_table}-new"}).scalar()
+    engine.dispose()
+    assert left == 0  # checkpoints are dropped with the commit
+    clean = tmp_path / "clean"
+    finish(batch([*common[:5], "--output", str(clean), *common[9:], "--run-id", "clean"]))
+    expected = pq.read_table(clean).select(["id", "prediction", "probability_1"]).to_pylist()
+    assert [tuple(r.values()) for r in expected] == [tuple(r) for r in resumed]
