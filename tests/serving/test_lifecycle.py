@@ -253,3 +253,18 @@ def test_reload_that_times_out_keeps_the_old_version_and_config_file_is_read(
     assert r.status_code == 200 and r.json()["model_version"] == str(first)
     r = httpx.post(server.url + "/predict/sum", json=[{"a": 1, "b": 1}] * 4)
     assert r.status_code == 400 and "limit is 3" in r.json()["error"]
+
+
+def test_overload_of_a_model_that_runs_on_the_event_loop_is_shed_by_loop_lag(
+        home: Home, start_server: StartServer, tmp_path: Path) -> None:
+    home.register(sum_model(delay=0.2), "sum", sum_example())
+    config = tmp_path / "serve.yaml"  # a 200 ms model treated as fast: it blocks the loop
+    config.write_text("batching: {inline_below_ms: 1000}\nlimits: {max_queue_wait_ms: 100}\n")
+    server = start_server(home, "sum", "--config", str(config))
+    assert infer(server.url, 1).status_code == 200  # measured: now it runs on the loop
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: infer(server.url, i), range(6)))
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {200, 503} and 503 in statuses and 200 in statuses, statuses
+    shed = next(a for a in answers if a.status_code == 503)
+    assert "requests wait" in shed.json()["error"] and shed.headers["retry-after"]

@@ -30,7 +30,7 @@ import modelport
 from modelport.core.concurrency import run_sync
 from modelport.core.runner import Runner, new_id
 from modelport.core.service import InferenceService, Reload
-from modelport.errors import InvalidInputError, ModelportError, NotFoundError
+from modelport.errors import InvalidInputError, ModelportError, NotFoundError, OverloadedError
 from modelport.registry.refs import parse_ref
 from modelport.serving import mlflow, openapi, records, v1, v2
 from modelport.serving.body import header, read_body
@@ -67,6 +67,10 @@ class ServingApp:
         self.on_shutdown: list[Hook] = []
         self._mounts: list[tuple[str, ASGIApp]] = []
         self._poller: asyncio.Task[None] | None = None
+        self._lag_watch: asyncio.Task[None] | None = None
+        #: how late the event loop ran a timer lately: requests wait that long to be read
+        self.loop_lag_ms = 0.0
+        self._max_lag_ms = config.limits.max_queue_wait_ms
         self._timeout = config.limits.request_timeout_s
         self._max_body = config.limits.max_body_bytes
         self._max_rows = config.limits.max_rows
@@ -138,15 +142,18 @@ class ServingApp:
             await run_sync(None, self.load_models)
         for hook in self.on_startup:
             await hook()
+        loop = asyncio.get_running_loop()
         if self.config.poll_interval_s > 0:
-            self._poller = asyncio.get_running_loop().create_task(self._poll())
+            self._poller = loop.create_task(self._poll())
+        self._lag_watch = loop.create_task(self._watch_lag())
         self.started = True
 
     async def shutdown(self) -> None:
         self.draining = True
-        if self._poller is not None:
-            self._poller.cancel()
-            self._poller = None
+        for task in (self._poller, self._lag_watch):
+            if task is not None:
+                task.cancel()
+        self._poller = self._lag_watch = None
         for hook in self.on_shutdown:
             try:
                 await hook()
@@ -161,6 +168,14 @@ class ServingApp:
 
     def _has_runner(self, ref: str) -> bool:
         return ref in self.service.references()
+
+    async def _watch_lag(self, interval: float = 0.05) -> None:
+        """Fast models run on the loop, so overload shows as loop lag, not as a runner queue."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(interval)
+            self.loop_lag_ms = max(0.0, (loop.time() - start - interval) * 1000.0)
 
     # ---------------------------------------------------------------- hot reload
     async def _poll(self) -> None:
@@ -271,6 +286,10 @@ class ServingApp:
             runner = self.runner_for(name, version)
             model = runner.model
             model_label, version_label = runner.name, str(runner.version)
+            if self.loop_lag_ms > self._max_lag_ms:
+                raise OverloadedError(
+                    f"the server is overloaded (requests wait {self.loop_lag_ms:.0f} ms to be "
+                    "read); try again shortly", retry_after=max(1.0, self.loop_lag_ms / 1000))
             body = await read_body(scope, receive, self._max_body)
             single = False
             if protocol == "v2":

@@ -42,7 +42,8 @@ class Limits:
     max_rows: int = 10_000
     #: seconds a prediction may take before the request gets 504
     request_timeout_s: float = 30.0
-    #: refuse requests (503 + Retry-After) once queued work would wait longer than this
+    #: refuse requests (503 + Retry-After) once queued work would wait longer than this: in a
+    #: model's queue, or in the event loop itself for fast models that run on it
     max_queue_wait_ms: float = 2000.0
     #: rows that may wait per model version before requests are refused
     max_queue_rows: int = 4096
