@@ -26,24 +26,28 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML file with serve settings (flags win)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default 8000; 0 picks a free one)")
-    p.add_argument("--grpc-port", type=int, help="also serve Open Inference Protocol gRPC here")
-    p.add_argument("--workers", type=int, help="worker processes sharing the port (default 1)")
+    p.add_argument("--grpc-port", type=int, metavar="PORT",
+                   help="also serve Open Inference Protocol gRPC here")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes sharing the port (default 1)")
     p.add_argument("--accelerate", choices=["auto", "onnx", "off"],
                    help="run models under ONNX Runtime when predictions match (default auto)")
     p.add_argument("--trusted", action="store_true", default=None,
                    help="allow pickle-based artifacts (only for models you trust)")
-    p.add_argument("--max-batch-rows", type=int, help="rows per coalesced model call")
-    p.add_argument("--max-wait-ms", type=float,
+    p.add_argument("--max-batch-rows", type=int, metavar="ROWS",
+                   help="rows per coalesced model call")
+    p.add_argument("--max-wait-ms", type=float, metavar="MS",
                    help="hold a batch open this long to gather rows (default 0)")
-    p.add_argument("--max-body-bytes", type=int, help="larger request bodies get 413")
-    p.add_argument("--max-rows", type=int, help="rows per request")
-    p.add_argument("--request-timeout", type=float, dest="request_timeout_s",
+    p.add_argument("--max-body-bytes", type=int, metavar="BYTES",
+                   help="larger request bodies get 413")
+    p.add_argument("--max-rows", type=int, metavar="ROWS", help="rows per request")
+    p.add_argument("--request-timeout", type=float, metavar="SECONDS", dest="request_timeout_s",
                    help="seconds per prediction before 504")
-    p.add_argument("--max-queue-wait-ms", type=float,
+    p.add_argument("--max-queue-wait-ms", type=float, metavar="MS",
                    help="refuse requests with 503 once queued work would wait longer")
-    p.add_argument("--poll-interval", type=float, dest="poll_interval_s",
+    p.add_argument("--poll-interval", type=float, metavar="SECONDS", dest="poll_interval_s",
                    help="seconds between registry checks for moved aliases (0: no hot reload)")
-    p.add_argument("--shutdown-delay", type=float, dest="shutdown_delay_s",
+    p.add_argument("--shutdown-delay", type=float, metavar="SECONDS", dest="shutdown_delay_s",
                    help="seconds to keep serving with readiness off after SIGTERM")
     p.add_argument("--access-log", action="store_true", default=None,
                    help="log every request as a JSON line with its request id")
