@@ -66,7 +66,7 @@ PASSTHROUGH = textwrap.dedent("""
 """)
 
 MODELPORT = textwrap.dedent("""
-    import json, sys, time
+    import gc, json, sys, time
     from modelport.bundle.model import load_bundle
     from modelport.stream import StreamLoop, StreamOptions
     from modelport.stream.kafka import KafkaSink, KafkaSource
@@ -76,6 +76,7 @@ MODELPORT = textwrap.dedent("""
                       KafkaSink(bootstrap, dst), dead_letter_topic=src + ".dlq",
                       options=StreamOptions(max_batch=500, max_wait_ms=100, passthrough=("id",)))
     loop.start()
+    gc.freeze()  # as `modelport stream run` does
     start = None
     while loop.totals.messages < n:
         report = loop.run_once()

@@ -7,6 +7,7 @@ consumer group. Start more workers with the same ``--group`` to share the partit
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -176,6 +177,9 @@ def _run(args: argparse.Namespace) -> int:
     loop = StreamLoop(runner, source, sink, dead_letters=dead_letters,
                       dead_letter_topic=dead_at.name, options=options, metrics=metrics,
                       failpoint=CrashAt.from_env(os.environ.get(ENV)))
+    # the model and libraries live as long as the worker: keep the garbage collector from
+    # rescanning them after every batch (measured: a visible share of per-batch time)
+    gc.freeze()
     loops.append(loop)
     if stopping.is_set():
         loop.stop()

@@ -94,30 +94,22 @@ class MessageCodec:
             "key": key.decode("utf-8", "replace") if key is not None else None,
             "label": prediction.get("label"),
             "probabilities": prediction.get("probabilities"),
+            "model": self.model,
+            "model_version": self.version,
+            "input_topic": message.topic,
+            "input_partition": message.partition,
+            "input_offset": message.offset,
+            "input_index": index,
+            "latency_ms": round(latency_ms, 3),
+            "request_id": request_id,
         }
-        extra = {k: v for k, v in prediction.items() if k not in ("label", "probabilities")}
-        if extra:
-            out["outputs"] = extra
-        out.update(
-            model=self.model,
-            model_version=self.version,
-            input_topic=message.topic,
-            input_partition=message.partition,
-            input_offset=message.offset,
-            input_index=index,
-            latency_ms=round(latency_ms, 3),
-            request_id=request_id,
-        )
+        if len(prediction) > ("label" in prediction) + ("probabilities" in prediction):
+            out["outputs"] = {k: v for k, v in prediction.items()
+                              if k not in ("label", "probabilities")}
         for name in self.passthrough:
             out[name] = record.get(name)
-        return Output(
-            source=message,
-            value=orjson.dumps(out),
-            key=key,
-            headers=((REQUEST_ID_HEADER, request_id.encode()),),
-            record=out,
-            index=index,
-        )
+        return Output(message, orjson.dumps(out), key,
+                      [(REQUEST_ID_HEADER, request_id.encode())], out, None, index)
 
     def dead_letter(self, message: Message, error: str, detail: str) -> Output:
         """The original message, unchanged, with headers saying what failed and where it was."""
@@ -135,7 +127,7 @@ class MessageCodec:
             source=message,
             value=message.value or b"",
             key=message.key,
-            headers=tuple(headers),
+            headers=headers,
             topic=self.dead_letter_topic,
             dead_letter=True,
         )

@@ -208,7 +208,8 @@ class KafkaSink:
             while True:
                 try:
                     produce(out.topic or default, out.value, out.key,
-                            headers=list(out.headers), on_delivery=on_delivery)
+                            headers=out.headers,  # type: ignore[arg-type]
+                            on_delivery=on_delivery)
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     producer.poll(0.05)

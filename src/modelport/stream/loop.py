@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelport.bundle.model import Model
-from modelport.core.batch import Batch, Result
+from modelport.core.batch import Batch
 from modelport.core.runner import Runner
 from modelport.errors import ConfigurationError, InvalidInputError, ModelportError
 from modelport.stream.codec import (
@@ -218,9 +218,11 @@ class StreamLoop:
         latency_ms = (self.clock() - start) * 1000.0
         outputs: list[Output] = []
         encode = self.codec.encode
-        for (msg, records), result in results:
-            for i, (record, prediction) in enumerate(
-                    zip(records, result.to_records(), strict=True)):
+        for (msg, records), predictions in results:
+            if len(records) == 1:
+                outputs.append(encode(msg, 0, records[0], predictions[0], latency_ms=latency_ms))
+                continue
+            for i, (record, prediction) in enumerate(zip(records, predictions, strict=True)):
                 outputs.append(encode(msg, i, record, prediction, latency_ms=latency_ms))
         return outputs, dead
 
@@ -250,26 +252,37 @@ class StreamLoop:
         decoded: list[tuple[Message, list[dict[str, Any]]]],
         batches: list[Batch],
         dead: list[Output],
-    ) -> list[tuple[tuple[Message, list[dict[str, Any]]], Result]]:
-        """Predict everything in one call; if that fails, message by message."""
+    ) -> list[tuple[tuple[Message, list[dict[str, Any]]], list[dict[str, Any]]]]:
+        """Predict everything in one call; if that fails, message by message.
+
+        Returns each message with one prediction record per input record.
+        """
         batch = Batch.concat(batches) if len(batches) > 1 else batches[0]
         request_id = decoded[0][0].request_id
         sizes = [len(recs) for _, recs in decoded]
         try:
-            result = self.runner.predict(batch, source="stream", request_id=request_id)
-            return list(zip(decoded, result.split(sizes), strict=True))
+            predictions = self.runner.predict(batch, source="stream",
+                                              request_id=request_id).to_records()
         except ModelportError as exc:
             if len(decoded) == 1:
                 dead.append(self.codec.dead_letter(decoded[0][0], PREDICTION_FAILED, str(exc)))
                 return []
-        out: list[tuple[tuple[Message, list[dict[str, Any]]], Result]] = []
+        else:
+            if len(predictions) == len(decoded):  # one record per message: the common case
+                return [(item, [p]) for item, p in zip(decoded, predictions, strict=True)]
+            out, start = [], 0
+            for item, size in zip(decoded, sizes, strict=True):
+                out.append((item, predictions[start:start + size]))
+                start += size
+            return out
+        out = []
         start = 0
         for item, size in zip(decoded, sizes, strict=True):
             one = batch.slice(start, start + size)
             start += size
             try:
                 result = self.runner.predict(one, source="stream", request_id=item[0].request_id)
-                out.append((item, result))
+                out.append((item, result.to_records()))
             except ModelportError as exc:
                 dead.append(self.codec.dead_letter(item[0], PREDICTION_FAILED, str(exc)))
         return out

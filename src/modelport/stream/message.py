@@ -16,7 +16,7 @@ Headers = Sequence[tuple[str, bytes]]
 REQUEST_ID_HEADER = "request-id"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """One input message and where it came from."""
 
@@ -41,11 +41,13 @@ class Message:
 
     @property
     def request_id(self) -> str:
+        if not self.headers:
+            return f"{self.topic}/{self.partition}/{self.offset}"
         given = self.header(REQUEST_ID_HEADER)
         return given.decode("utf-8", "replace") if given else self.position
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Output:
     """One message to write: a prediction for one input record, or a dead letter.
 
@@ -58,7 +60,7 @@ class Output:
     source: Message
     value: bytes
     key: bytes | None = None
-    headers: Headers = ()
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
     record: Mapping[str, Any] | None = None
     topic: str | None = None
     index: int = 0
