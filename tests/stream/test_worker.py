@@ -17,13 +17,6 @@ from tests.stream.conftest import (  # type: ignore[import-not-found]
 )
 
 
-def _wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def test_predictions_carry_key_prediction_model_offset_and_passthrough(
     broker: Broker, classifier_bundle: Path, workers: Any
 ) -> None:
@@ -51,3 +44,42 @@ def test_predictions_carry_key_prediction_model_offset_and_passthrough(
     assert all(m.key() == f"k{json.loads(m.value())['id']}".encode() for m in got)
     assert all(dict(m.headers())["request-id"] == b"req-1" for m in got)
     assert "stopped after 300 messages" in w.output()
+
+
+def test_a_registry_alias_is_followed_when_it_moves(
+    noida_broker: Broker, classifier_bundle: Path, workers: Any, tmp_path: Path
+) -> None:
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import modelport
+    from modelport.registry import Registry
+    from modelport.settings import Settings
+
+    broker = noida_broker
+    home = tmp_path / "home"
+    registry = Registry.from_settings(Settings.from_env({"MODELPORT_HOME": str(home)}))
+    registry.register(classifier_bundle)
+    registry.set_alias("fraud", "production", 1)
+    rng = np.random.default_rng(5)
+    x = pd.DataFrame(rng.normal(size=(200, 5)), columns=[f"f{i}" for i in range(5)])
+    second = modelport.save(LogisticRegression().fit(x, (x["f4"] > 0).astype(int)),
+                            tmp_path / "fraud2", name="fraud", example=x.head(10))
+    registry.register(second)
+
+    src = broker.create_topic(unique("in"))
+    dst = broker.create_topic(unique("out"))
+    produce(broker, src, [(f"a{i}".encode(), json.dumps(record(i)).encode()) for i in range(50)])
+    w = workers(["fraud@production", "--source", broker.uri(src), "--sink", broker.uri(dst),
+                 "--group", unique("g"), "--refresh-s", "0.5", *broker_args(broker)],
+                env={"MODELPORT_HOME": str(home)})
+    first = read_topic(broker, dst, expect=50, timeout=60, settle=0.5)
+    assert {json.loads(m.value())["model_version"] for m in first} == {1}
+    registry.set_alias("fraud", "production", 2)
+    time.sleep(2)
+    produce(broker, src, [(f"b{i}".encode(), json.dumps(record(i)).encode()) for i in range(50)])
+    got = read_topic(broker, dst, expect=100, timeout=60, settle=0.5)
+    assert w.terminate() == 0, w.output()
+    versions = {m.key().decode()[0] + str(json.loads(m.value())["model_version"]) for m in got}
+    assert versions == {"a1", "b2"}

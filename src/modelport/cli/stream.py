@@ -68,6 +68,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                      help="Redis: claim entries another consumer left pending this long")
     run.add_argument("--kafka-config", action="append", default=[], metavar="KEY=VALUE",
                      help="extra librdkafka setting for consumer and producer (repeatable)")
+    run.add_argument("--refresh-s", type=float, default=10.0, metavar="S",
+                     help="how often to look for a moved alias (NAME@ALIAS) between batches")
     run.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     run.add_argument("--trusted", action="store_true",
                      help="allow pickle-based artifacts (only for models you trust)")
@@ -89,16 +91,23 @@ def _kafka_config(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _runner(args: argparse.Namespace) -> Any:
+def _runner(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The runner for REF, and for registry references a function that follows alias moves."""
     from modelport.core.runner import Runner
 
     if Path(args.ref).is_dir():
         from modelport.bundle.model import load_bundle
 
-        return Runner(load_bundle(args.ref, trusted=args.trusted))
+        return Runner(load_bundle(args.ref, trusted=args.trusted)), None
     from modelport.core.service import InferenceService
 
-    return InferenceService(registry_from(args), trusted=args.trusted).runner(args.ref)
+    service = InferenceService(registry_from(args), trusted=args.trusted)
+
+    def refresh() -> Runner:
+        service.refresh()
+        return service.runner(args.ref)
+
+    return service.runner(args.ref), refresh
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -150,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
 
         wait_for_topics(source_at.location, [source_at.name])
 
-    runner = _runner(args)
+    runner, refresh = _runner(args)
     group = args.group or f"modelport-{runner.name}"
     consumer = args.instance_id or f"{socket.gethostname()}-{os.getpid()}"
     kafka_config = _kafka_config(args.kafka_config)
@@ -173,10 +182,10 @@ def _run(args: argparse.Namespace) -> int:
 
     options = StreamOptions(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                             passthrough=_csv(args.passthrough), allow_extra=not args.strict,
-                            exactly_once=args.exactly_once)
+                            exactly_once=args.exactly_once, refresh_interval_s=args.refresh_s)
     loop = StreamLoop(runner, source, sink, dead_letters=dead_letters,
                       dead_letter_topic=dead_at.name, options=options, metrics=metrics,
-                      failpoint=CrashAt.from_env(os.environ.get(ENV)))
+                      failpoint=CrashAt.from_env(os.environ.get(ENV)), refresh=refresh)
     # the model and libraries live as long as the worker: keep the garbage collector from
     # rescanning them after every batch (measured: a visible share of per-batch time)
     gc.freeze()

@@ -74,6 +74,7 @@ class StreamOptions:
     exactly_once: bool = False
     backoff: Backoff = Backoff()
     lag_interval_s: float = 1.0
+    refresh_interval_s: float = 10.0
 
 
 @dataclass
@@ -100,8 +101,10 @@ class StreamLoop:
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
         failpoint: Failpoint | None = None,
+        refresh: Callable[[], Runner] | None = None,
     ) -> None:
         self.runner = model if isinstance(model, Runner) else Runner(model)
+        self.refresh = refresh
         self.source = source
         self.sink = sink
         self.dead_letters = dead_letters or sink
@@ -116,6 +119,7 @@ class StreamLoop:
         )
         self._stop = threading.Event()
         self._last_lag = 0.0
+        self._last_refresh = clock()
         self.totals = BatchReport()
         if self.options.exactly_once and not (
             isinstance(sink, TransactionalSink) and self.dead_letters is sink
@@ -172,6 +176,7 @@ class StreamLoop:
     # ------------------------------------------------------------------ one batch
     def run_once(self) -> BatchReport:
         opts = self.options
+        self._maybe_refresh()
         messages = self.source.poll(opts.max_batch, opts.max_wait_ms / 1000.0)
         report = self.process(messages) if messages else BatchReport()
         self._update_lag()
@@ -337,6 +342,28 @@ class StreamLoop:
         log.debug("batch done", extra={"messages": report.messages, "outputs": report.outputs,
                                        "dead_letters": report.dead_letters,
                                        "ms": round(report.seconds * 1000, 2)})
+
+    def _maybe_refresh(self) -> None:
+        """Between batches, follow an alias that moved (``refresh`` returns the current runner)."""
+        if self.refresh is None:
+            return
+        now = self.clock()
+        if now - self._last_refresh < self.options.refresh_interval_s:
+            return
+        self._last_refresh = now
+        try:
+            runner = self.refresh()
+        except ModelportError as exc:  # the registry is unreachable: keep predicting
+            log.warning("model refresh failed, keeping %s: %s", self.runner.model.ref, exc)
+            return
+        if runner is self.runner:
+            return
+        log.info("switching model", extra={"old": self.runner.model.ref,
+                                           "new": runner.model.ref})
+        self.runner = runner
+        self.codec = MessageCodec(model=runner.name, version=runner.version,
+                                  passthrough=self.codec.passthrough,
+                                  dead_letter_topic=self.codec.dead_letter_topic)
 
     def _update_lag(self) -> None:
         if self.metrics is None:
