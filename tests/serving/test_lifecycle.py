@@ -268,3 +268,27 @@ def test_overload_of_a_model_that_runs_on_the_event_loop_is_shed_by_loop_lag(
     assert set(statuses) <= {200, 503} and 503 in statuses and 200 in statuses, statuses
     shed = next(a for a in answers if a.status_code == 503)
     assert "requests wait" in shed.json()["error"] and shed.headers["retry-after"]
+
+
+def test_a_worker_that_dies_is_replaced(home: Home, start_server: StartServer) -> None:
+    import os
+    import subprocess
+
+    def workers(pid: int) -> list[int]:
+        out = subprocess.run(["ps", "-ww", "-o", "pid=,stat=,args=", "--ppid", str(pid)],
+                             capture_output=True, text=True).stdout
+        return [int(line.split()[0]) for line in out.splitlines()
+                if "spawn_main" in line and line.split()[1][0] != "Z"]
+
+    home.register(sum_model(), "sum", sum_example())
+    server = start_server(home, "sum", "--workers", "2")
+    before = workers(server.proc.pid)
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while not ((now := workers(server.proc.pid)) and len(now) == 2 and before[0] not in now):
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.2)
+    assert "starting another" in server.output()
+    for i in range(6):
+        assert infer(server.url, i).status_code == 200

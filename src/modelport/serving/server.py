@@ -210,10 +210,12 @@ def _server(app: ServingApp, config: ServeConfig) -> uvicorn.Server:
 
 # ------------------------------------------------------------------------ many workers
 def _worker_main(config: ServeConfig, settings: Settings, port: int, report: Any,
-                 log_level: int, index: int) -> None:
+                 log_levels: dict[str, int], index: int) -> None:
     from modelport.serving import logs
 
-    logs.configure(log_level)
+    logs.configure(log_levels.pop("", logging.WARNING))
+    for name, level in log_levels.items():
+        logging.getLogger(name).setLevel(level)
     try:
         sock = bind_socket(config.host, port, reuse_port=True)
         limit_threads(config.model_threads)
@@ -258,12 +260,16 @@ class _Supervisor:
         os.environ["OMP_NUM_THREADS"] = str(config.model_threads)
         ctx = multiprocessing.get_context("spawn")
         report = ctx.Queue()
-        level = logging.getLogger().getEffectiveLevel()
+        levels = {"": logging.getLogger().getEffectiveLevel()}  # workers log like this process
+        loggers = logging.root.manager.loggerDict.items()
+        levels.update({name: logger.level for name, logger in loggers
+                       if isinstance(logger, logging.Logger) and name.startswith("modelport")
+                       and logger.level != logging.NOTSET})
         procs: list[Any] = []
 
         def start(index: int) -> Any:
             proc = ctx.Process(target=_worker_main, name=f"modelport-worker-{index}",
-                               args=(config, self.settings, port, report, level, index))
+                               args=(config, self.settings, port, report, dict(levels), index))
             proc.start()
             return proc
 
@@ -306,6 +312,11 @@ class _Supervisor:
             try:
                 state, _pid, message = report.get(timeout=0.2)
             except Exception:
+                dead = [p for p in procs if not p.is_alive()]
+                if dead:
+                    raise ModelportError(
+                        f"worker {dead[0].pid} exited with {dead[0].exitcode} while starting; "
+                        "see the logs") from None
                 if time.monotonic() > deadline:
                     raise ModelportError("workers did not start in time; see the logs") \
                         from None
