@@ -176,3 +176,45 @@ def test_quickstart_runs_on_embedded_defaults(modelport_home: Path) -> None:
     assert "registered breast-cancer version 1" in out.stderr
     assert out.stdout.count("predicted") == 5
     assert (modelport_home / "registry.db").exists()
+
+
+def test_quickstart_ends_with_a_served_model_and_a_curl_line_that_works(
+    modelport_home: Path, cancer_pipeline: Any
+) -> None:
+    import shlex
+    import signal
+    import time
+
+    import httpx
+
+    env = {**os.environ, "MODELPORT_HOME": str(modelport_home)}
+    log = modelport_home.parent / "quickstart.err"
+    with log.open("w") as err, subprocess.Popen(
+        [sys.executable, "-m", "modelport.cli.main", "quickstart", "--port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            deadline = time.monotonic() + 120
+            curl = ""
+            while time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if line.startswith("curl "):
+                    curl = line.strip()
+                    break
+                if not line and proc.poll() is not None:
+                    break
+            assert curl, log.read_text()
+            words = shlex.split(curl)
+            url = next(w for w in words if w.startswith("http://127.0.0.1:"))
+            body = words[words.index("-d") + 1]
+            response = httpx.post(url, content=body,
+                                  headers={"content-type": "application/json"}, timeout=10)
+            assert response.status_code == 200, response.text
+            answer = response.json()
+            expected = cancer_pipeline.predict(pd.DataFrame([json.loads(body)]))[0]
+            assert answer["model"] == "breast-cancer" and answer["version"] == 1
+            assert answer["prediction"]["label"] == expected
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, log.read_text()

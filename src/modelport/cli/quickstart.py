@@ -66,9 +66,19 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, record: dict[str, Any]) -> int:
-    try:
-        from modelport.serving import quickstart_serve  # type: ignore[attr-defined]
-    except ImportError:
-        _say("serving is not available in this build; stopping after predictions")
-        return 0
-    return int(quickstart_serve(args, record))
+    import json
+    import shlex
+
+    from modelport.serving import ServeConfig, run_server
+
+    ref = f"{args.name}@production"
+    body = shlex.quote(json.dumps(record))
+
+    def ready(url: str) -> None:
+        _say(f"5. serving {ref} at {url} (Ctrl-C to stop). Try:")
+        print(f"curl -s -X POST {url}/predict/{args.name} "
+              f"-H 'content-type: application/json' -d {body}", flush=True)
+        _say(f"   docs: {url}/docs   metrics: {url}/metrics")
+
+    return run_server(ServeConfig(models=(ref,), port=args.port), settings_from(args),
+                      on_ready=ready)
