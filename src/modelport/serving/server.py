@@ -139,7 +139,7 @@ def _add_grpc(app: ServingApp, config: ServeConfig) -> None:
             app.service, config.host, port, models=app.served,
             max_message_bytes=config.limits.max_body_bytes,
             request_timeout=config.limits.request_timeout_s, ready=lambda: app.ready)
-        log.info("gRPC listening on %s:%s", config.host, port)
+        log.info("gRPC listening on %s:%s", config.host, handle.port)
 
     async def stop() -> None:
         if handle is not None:
