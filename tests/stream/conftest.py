@@ -266,4 +266,4 @@ def workers(tmp_path: Path) -> Iterator[Any]:
 
 def broker_args(broker: Broker) -> list[str]:
     """Worker flags suited to the broker (tansu joins in ~session.timeout/2)."""
-    return ["--session-timeout-ms", "6000", "--kafka-config", "max.poll.interval.ms=15000"]
+    return ["--session-timeout-ms", "6000", "--max-poll-interval-ms", "15000"]

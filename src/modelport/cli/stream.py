@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                      help="serve Prometheus metrics on 127.0.0.1:PORT")
     run.add_argument("--session-timeout-ms", type=int, default=10_000, metavar="MS",
                      help="Kafka consumer session timeout (default 10000)")
+    run.add_argument("--max-poll-interval-ms", type=int, metavar="MS",
+                     help="Kafka: longest pause between polls before the group moves this "
+                          "worker's partitions (also the rebalance timeout)")
     run.add_argument("--from", dest="start_from", choices=("earliest", "latest"),
                      default="earliest", help="where a new group starts (default earliest)")
     run.add_argument("--instance-id", metavar="ID",
@@ -166,6 +169,8 @@ def _run(args: argparse.Namespace) -> int:
     consumer_config = dict(kafka_config)
     if args.instance_id:
         consumer_config["group.instance.id"] = args.instance_id
+    if args.max_poll_interval_ms:
+        consumer_config["max.poll.interval.ms"] = args.max_poll_interval_ms
     source = open_source(source_at, group=group, consumer=consumer,
                          session_timeout_ms=args.session_timeout_ms, start_from=args.start_from,
                          claim_idle_ms=args.claim_idle_ms, config=consumer_config)
