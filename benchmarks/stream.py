@@ -7,13 +7,15 @@ for every delivery report, commit offsets synchronously. Each runs in its own pr
 
 (a) passthrough: confluent-kafka only, the message bytes forwarded unchanged (no model);
 (b) modelport: ``StreamLoop`` with the Kafka source / sink and a LogisticRegression bundle —
-    decode, coerce through the signature, one ``predict_proba`` per batch, encode, produce.
+    decode, coerce through the signature, one ``predict_proba`` per batch, encode, produce
+    (``--accelerate auto`` by default, as ``modelport stream run``: ONNX Runtime when its
+    predictions match).
 
 Reports messages/s for both and the ratio (b)/(a). A noida-db broker is started on a free port
 unless ``--bootstrap`` names one.
 
     python benchmarks/stream.py                    # 200,000 messages
-    python benchmarks/stream.py --messages 50000 --json results.json
+    python benchmarks/stream.py --messages 50000 --batch 2000 --json results.json
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ PASSTHROUGH = textwrap.dedent("""
     import json, sys, time
     from confluent_kafka import Consumer, Producer, TopicPartition
     bootstrap, src, dst, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    batch = int(sys.argv[6])
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": sys.argv[5],
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
@@ -47,19 +50,19 @@ PASSTHROUGH = textwrap.dedent("""
     consumer.subscribe([src])
     done, start = 0, None
     while done < n:
-        batch = consumer.consume(500, 0.1)
-        if not batch:
+        msgs = consumer.consume(batch, 0.1)
+        if not msgs:
             continue
         if start is None:
             start = time.perf_counter()
         top = {}
-        for m in batch:
+        for m in msgs:
             producer.produce(dst, m.value(), m.key(), on_delivery=delivered)
             top[m.partition()] = m.offset()
         assert producer.flush(30) == 0 and not failed
         consumer.commit(offsets=[TopicPartition(src, p, o + 1) for p, o in top.items()],
                         asynchronous=False)
-        done += len(batch)
+        done += len(msgs)
     seconds = time.perf_counter() - start
     consumer.close()
     print(json.dumps({"messages": done, "seconds": seconds}))
@@ -68,13 +71,16 @@ PASSTHROUGH = textwrap.dedent("""
 MODELPORT = textwrap.dedent("""
     import gc, json, sys, time
     from modelport.bundle.model import load_bundle
+    from modelport.core.runner import Runner, RunnerOptions
     from modelport.stream import StreamLoop, StreamOptions
     from modelport.stream.kafka import KafkaSink, KafkaSource
-    bootstrap, src, dst, n, group, bundle = sys.argv[1:7]
+    bootstrap, src, dst, n, group, bundle, accelerate, batch = sys.argv[1:9]
     n = int(n)
-    loop = StreamLoop(load_bundle(bundle), KafkaSource(bootstrap, [src], group),
+    runner = Runner(load_bundle(bundle), RunnerOptions(accelerate=accelerate)).load()
+    loop = StreamLoop(runner, KafkaSource(bootstrap, [src], group),
                       KafkaSink(bootstrap, dst), dead_letter_topic=src + ".dlq",
-                      options=StreamOptions(max_batch=500, max_wait_ms=100, passthrough=("id",)))
+                      options=StreamOptions(max_batch=int(batch), max_wait_ms=100,
+                                            passthrough=("id",)))
     loop.start()
     gc.freeze()  # as `modelport stream run` does
     start = None
@@ -85,7 +91,7 @@ MODELPORT = textwrap.dedent("""
     seconds = time.perf_counter() - start
     loop.close()
     print(json.dumps({"messages": loop.totals.messages, "seconds": seconds,
-                      "outputs": loop.totals.outputs}))
+                      "outputs": loop.totals.outputs, "accelerated": runner.accelerated}))
 """)
 
 
@@ -170,6 +176,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--bootstrap", help="an existing broker (default: start noida-db)")
+    parser.add_argument("--batch", type=int, default=500, help="messages per batch (both)")
+    parser.add_argument("--accelerate", choices=["auto", "onnx", "off"], default="auto",
+                        help="modelport's ONNX acceleration (default auto, as the CLI)")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mp-stream-bench-") as tmp:
@@ -184,9 +193,10 @@ def main() -> None:
             _fill(bootstrap, src, args.messages)
             bundle = _bundle(root)
             results: dict[str, Any] = {"messages": args.messages, "broker": bootstrap}
+            results["batch"] = args.batch
             for name, script, extra in (
-                ("passthrough", PASSTHROUGH, []),
-                ("modelport", MODELPORT, [str(bundle)]),
+                ("passthrough", PASSTHROUGH, [str(args.batch)]),
+                ("modelport", MODELPORT, [str(bundle), args.accelerate, str(args.batch)]),
             ):
                 dst = _topic(bootstrap, f"bench-{name}-{tag}", 4)
                 r = _run(script, [bootstrap, src, dst, str(args.messages), f"g-{name}-{tag}",

@@ -74,6 +74,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     run.add_argument("--refresh-s", type=float, default=10.0, metavar="S",
                      help="how often to look for a moved alias (NAME@ALIAS) between batches")
     run.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    run.add_argument("--accelerate", choices=["auto", "onnx", "off"], default="auto",
+                     help="run the model under ONNX Runtime when predictions match "
+                          "(default auto)")
     run.add_argument("--trusted", action="store_true",
                      help="allow pickle-based artifacts (only for models you trust)")
     run.set_defaults(func=_run)
@@ -96,15 +99,16 @@ def _kafka_config(pairs: list[str]) -> dict[str, str]:
 
 def _runner(args: argparse.Namespace) -> tuple[Any, Any]:
     """The runner for REF, and for registry references a function that follows alias moves."""
-    from modelport.core.runner import Runner
+    from modelport.core.runner import Runner, RunnerOptions
 
+    options = RunnerOptions(accelerate=args.accelerate)
     if Path(args.ref).is_dir():
         from modelport.bundle.model import load_bundle
 
-        return Runner(load_bundle(args.ref, trusted=args.trusted)), None
+        return Runner(load_bundle(args.ref, trusted=args.trusted), options).load(), None
     from modelport.core.service import InferenceService
 
-    service = InferenceService(registry_from(args), trusted=args.trusted)
+    service = InferenceService(registry_from(args), options=options, trusted=args.trusted)
 
     def refresh() -> Runner:
         service.refresh()
