@@ -487,3 +487,36 @@ def test_modelport_serve_grpc_port_answers_like_its_rest_v2_route(
         assert grpc_result.get_response().model_version == "1"
     finally:
         assert server.stop() == 0, server.output()
+
+
+def test_every_worker_serves_grpc_on_the_shared_port(
+    tmp_path: Path, iris_arrays: tuple[np.ndarray, np.ndarray], iris_classifier: object,
+) -> None:
+    """``--workers 2 --grpc-port P``: both worker processes listen on P (SO_REUSEPORT)."""
+    import psutil
+
+    x, _ = iris_arrays
+    home = Home(tmp_path / "home")
+    home.register(iris_classifier, "iris", x[:20], alias="production")
+    grpc_port = free_port()
+    server = launch(home, tmp_path, "iris@production", "--grpc-port", str(grpc_port),
+                    "--workers", "2")
+    try:
+        supervisor = psutil.Process(server.proc.pid)
+        deadline = time.monotonic() + 60
+        while True:  # the first ready worker already answers; wait for the second one
+            workers = {p.pid for p in supervisor.children(recursive=True)}
+            listening = {c.pid for c in psutil.net_connections("tcp")
+                         if c.status == psutil.CONN_LISTEN and c.laddr.port == grpc_port}
+            if len(listening & workers) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(listening & workers) == 2, (listening, workers)
+        for _ in range(6):  # new connections, spread over the workers by the kernel
+            client = triton.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+            result = client.infer("iris", [_input("input", x[:3], "FP64")])
+            client.close()
+            np.testing.assert_array_equal(result.as_numpy("label"),
+                                          iris_classifier.predict(x[:3]))  # type: ignore[attr-defined]
+    finally:
+        assert server.stop() == 0, server.output()

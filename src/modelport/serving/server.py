@@ -16,6 +16,7 @@ With several workers, the supervisor forwards the signal to each and restarts a 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import multiprocessing
@@ -95,11 +96,12 @@ def limit_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
-def build_app(config: ServeConfig, settings: Settings, *, grpc: bool = True) -> ServingApp:
+def build_app(config: ServeConfig, settings: Settings, *, shared_ports: bool = False
+              ) -> ServingApp:
     """Registry, service and app for one worker, with every model loaded (blocking).
 
-    ``grpc``: this worker also serves gRPC on ``config.grpc_port`` (with several workers only
-    the first does: the gRPC port is not shared between processes)."""
+    ``shared_ports``: this worker is one of several sharing the gRPC port (SO_REUSEPORT), which
+    the supervisor has reserved."""
     from modelport.core.service import InferenceService
     from modelport.registry import Registry
     from modelport.serving.app import create_app
@@ -112,8 +114,7 @@ def build_app(config: ServeConfig, settings: Settings, *, grpc: bool = True) -> 
     # offline serving: /lookup routes (serving/lookup.py) when MODELPORT_LOOKUP names a file
     mount_lookup(app)
     app.load_models()
-    if grpc:
-        _add_grpc(app, config)
+    _add_grpc(app, config, reuse_port=shared_ports)
     # everything loaded so far lives as long as the process: keep it out of the collector's
     # full passes (~0.2 s over a few hundred thousand objects: a latency spike under load)
     gc.collect()
@@ -121,7 +122,7 @@ def build_app(config: ServeConfig, settings: Settings, *, grpc: bool = True) -> 
     return app
 
 
-def _add_grpc(app: ServingApp, config: ServeConfig) -> None:
+def _add_grpc(app: ServingApp, config: ServeConfig, *, reuse_port: bool = False) -> None:
     if config.grpc_port is None:
         return
     try:
@@ -138,7 +139,8 @@ def _add_grpc(app: ServingApp, config: ServeConfig) -> None:
         handle = await start_grpc_server(
             app.service, config.host, port, models=app.served,
             max_message_bytes=config.limits.max_body_bytes,
-            request_timeout=config.limits.request_timeout_s, ready=lambda: app.ready)
+            request_timeout=config.limits.request_timeout_s, ready=lambda: app.ready,
+            reuse_port=reuse_port)
         log.info("gRPC listening on %s:%s", config.host, handle.port)
 
     async def stop() -> None:
@@ -219,7 +221,7 @@ def _worker_main(config: ServeConfig, settings: Settings, port: int, report: Any
     try:
         sock = bind_socket(config.host, port, reuse_port=True)
         limit_threads(config.model_threads)
-        app = build_app(config, settings, grpc=index == 0)
+        app = build_app(config, settings, shared_ports=True)
     except ModelportError as exc:
         report.put(("failed", os.getpid(), str(exc)))
         sys.exit(1)
@@ -250,6 +252,10 @@ class _Supervisor:
         # bound, never listening: reserves the port (and resolves port 0) for the workers
         holder = bind_socket(config.host, config.port, reuse_port=True)
         port = holder.getsockname()[1]
+        grpc_holder = None
+        if config.grpc_port is not None:  # reserved the same way; every worker serves gRPC too
+            grpc_holder = bind_socket(config.host, config.grpc_port, reuse_port=True)
+            config = dataclasses.replace(config, grpc_port=grpc_holder.getsockname()[1])
         own_dir = config.metrics_dir is None
         metrics_dir = config.metrics_dir or tempfile.mkdtemp(prefix="modelport-metrics-")
         os.makedirs(metrics_dir, exist_ok=True)
@@ -297,6 +303,8 @@ class _Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             holder.close()
+            if grpc_holder is not None:
+                grpc_holder.close()
             if own_dir:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
 

@@ -81,12 +81,14 @@ async def start_grpc_server(
     request_timeout: float | None = None,
     ready: Callable[[], bool] | None = None,
     max_concurrent_rpcs: int | None = None,
+    reuse_port: bool = False,
 ) -> GrpcServerHandle:
     """Listen on ``host:port`` (``0`` picks a free port; see ``handle.port``) and serve.
 
     ``models`` lists the served references (each served under its model name) or maps served
     names to references; without it any registry reference may be asked for. ``ready`` is the
-    server-wide readiness the REST side reports too.
+    server-wide readiness the REST side reports too. ``reuse_port`` lets several worker
+    processes share the port (the supervisor reserves it first, so a port in use still fails).
     """
     if max_message_bytes <= 0:
         raise ConfigurationError(f"max_message_bytes must be positive, got {max_message_bytes}")
@@ -96,8 +98,9 @@ async def start_grpc_server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
-            # a port already in use must fail here, not be silently shared with another process
-            ("grpc.so_reuseport", 0),
+            # a port already in use must fail here, not be silently shared with another process;
+            # only the workers of one `modelport serve` share it, on purpose
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
