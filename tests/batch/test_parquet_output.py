@@ -152,3 +152,19 @@ def test_cached_conversion_still_verifies_the_bundle(classifier_bundle: Path, tm
     artifact.write_bytes(artifact.read_bytes() + b"tampered")
     with pytest.raises(IntegrityError):
         run_job(spec.with_changes(output=str(tmp_path / "b")), **QUIET)
+
+
+def test_only_columns_with_few_values_are_dictionary_encoded(classifier_bundle: Path,
+                                                            tmp_path: Path, home: Path) -> None:
+    source = write_parquet(tmp_path / "in" / "data.parquet", frame(300))
+    out = tmp_path / "scores"
+    run_job(JobSpec(ref=str(classifier_bundle), input=str(source), output=str(out),
+                    keep=("id",)), **QUIET)
+    part = next(out.glob("part-*.parquet"))
+    group = pq.ParquetFile(part).metadata.row_group(0)
+    encoded = {group.column(i).path_in_schema for i in range(group.num_columns)
+               if any("DICTIONARY" in e for e in group.column(i).encodings)}
+    assert encoded == {"prediction", "model_name", "model_version", "run_id", "scored_at"}
+    table = read_output(str(out))
+    assert table["id"].to_pylist() == list(range(300))
+    assert set(table["model_name"].to_pylist()) == {modelport.load(str(classifier_bundle)).name}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import modelport
-from modelport.batch.scoring import ChunkScorer, RunMeta
+from modelport.batch.scoring import ChunkScorer, RunMeta, _constant, _numpy_view, _to_arrow
 from modelport.errors import ConfigurationError, InvalidInputError
 
 from .conftest import FEATURES, frame
@@ -79,3 +79,61 @@ def test_missing_column_and_clashing_keep_fail_before_any_row(classifier_bundle:
     with pytest.raises(ConfigurationError, match="clashes"):
         clash.check_schema(pa.schema([*[(f, pa.float64()) for f in FEATURES],
                                       ("run_id", pa.string())]))
+
+
+@pytest.mark.parametrize(("value", "kind"), [
+    ("lr", pa.string()), ("", pa.string()), ("modèle✓", pa.string()), (None, pa.string()),
+    (3, pa.int64()), (-(2**63), pa.int64()), (None, pa.int64()),
+    (datetime(2026, 1, 1, 12, 30, 1, 999999, tzinfo=UTC), pa.timestamp("us", "UTC")),
+    (datetime(1960, 5, 5, 1, 2, 3, tzinfo=timezone(timedelta(hours=-3))),
+     pa.timestamp("us", "UTC")),
+])
+@pytest.mark.parametrize("n", [0, 1, 7])
+def test_run_columns_built_from_buffers_equal_repeated_scalars(value: object, kind: pa.DataType,
+                                                               n: int) -> None:
+    built = _constant(value, kind, n)
+    built.validate(full=True)
+    expected = pa.repeat(pa.scalar(value, kind), n)
+    assert built.type == expected.type and built.to_pylist() == expected.to_pylist()
+
+
+@pytest.mark.parametrize("values", [
+    np.arange(5), np.arange(5, dtype=np.uint8), np.array([1.5, np.nan, -np.inf]),
+    np.array([0.25, 2.0], dtype=np.float32), np.arange(10)[::3], np.zeros(0),
+    np.array([True, False]), np.array(["a", None], dtype=object),
+])
+def test_output_columns_built_from_buffers_equal_pyarrow_conversion(values: np.ndarray) -> None:
+    built = _to_arrow(values)
+    built.validate(full=True)
+    expected = pa.array(values.tolist() if values.dtype == object else values)
+    assert built.type == expected.type
+    assert str(built.to_pylist()) == str(expected.to_pylist())  # str: nan == nan
+
+
+@pytest.mark.parametrize("column", [
+    pa.array(np.arange(10.0)).slice(3, 4), pa.array(np.arange(10, dtype=np.int32)).slice(2),
+    pa.array(np.arange(4, dtype=np.float32)),
+])
+def test_input_views_equal_to_numpy(column: pa.Array) -> None:
+    view = _numpy_view(column)
+    expected = column.to_numpy(zero_copy_only=False)
+    assert view is not None and view.dtype == expected.dtype
+    np.testing.assert_array_equal(view, expected)
+
+
+@pytest.mark.parametrize("column", [pa.array([1.0, None]), pa.array([True, False]),
+                                    pa.array(["a", "b"])])
+def test_columns_with_nulls_or_other_types_take_the_arrow_path(column: pa.Array) -> None:
+    assert _numpy_view(column) is None
+
+
+def test_fast_and_arrow_coercion_give_the_same_batch(classifier_bundle: Path) -> None:
+    s, model = scorer(classifier_bundle)
+    data = frame(40)
+    data["f1"] = np.arange(40, dtype=np.int64)  # integers into a float column
+    rows = pa.RecordBatch.from_pandas(data, preserve_index=False).slice(5, 30)
+    inputs = rows.select(model.signature.input_names)
+    fast = s._coerce(inputs)
+    arrow = model.signature.coerce(inputs, allow_extra=False)
+    np.testing.assert_array_equal(fast.to_matrix(), arrow.to_matrix())
+    assert fast.to_matrix().dtype == arrow.to_matrix().dtype
