@@ -1,9 +1,9 @@
 """Streaming benchmark: ``modelport stream`` against a bare consume → produce loop, in one run.
 
-Both variants run the same delivery discipline against the same broker and input topic (JSON
-records of 5 float features, keyed, over 4 partitions): read up to 500 messages, produce, wait
-for every delivery report, commit offsets synchronously. Each runs in its own process with
-``OMP_NUM_THREADS=1`` and is timed from its first message to its last commit:
+All variants run the same delivery discipline against the same broker and input topic (JSON
+records of 5 float features, keyed, over 4 partitions): read up to ``--batch`` messages (500),
+produce, wait for every delivery report, commit offsets synchronously. Each runs in its own
+process with ``OMP_NUM_THREADS=1`` and is timed from its first message to its last commit:
 
 (a) passthrough: confluent-kafka only, the message bytes forwarded unchanged (no model);
 (a') JSON passthrough: the same, but each message is parsed and re-serialized with orjson (one
@@ -13,11 +13,16 @@ for every delivery report, commit offsets synchronously. Each runs in its own pr
     (``--accelerate auto`` by default, as ``modelport stream run``: ONNX Runtime when its
     predictions match).
 
-Reports messages/s for each and the ratios (b)/(a) and (b)/(a'). A noida-db broker is started
-on a free port unless ``--bootstrap`` names one.
+Both producers use the same client settings (acks=all, idempotent, linger.ms=5, delivery
+reports for failures only); modelport's outputs also carry a ``request-id`` header, part of its
+output contract. Reports messages/s for each and the ratios (b)/(a) and (b)/(a'), with the load
+average before and after (the machine may be shared: compare ratios from one run, and use
+``--repeat`` to interleave runs and report the median). A noida-db broker is started on a free
+port unless ``--bootstrap`` names one.
 
     python benchmarks/stream.py                    # 200,000 messages
     python benchmarks/stream.py --messages 50000 --batch 2000 --json results.json
+    python benchmarks/stream.py --messages 100000 --repeat 3
 """
 
 from __future__ import annotations
@@ -44,12 +49,14 @@ PASSTHROUGH = textwrap.dedent("""
     batch, transform = int(sys.argv[6]), sys.argv[7] == "json"
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": sys.argv[5],
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
-                         "enable.idempotence": True, "partitioner": "murmur2_random"})
     failed = []
     def delivered(err, msg):
         if err is not None:
             failed.append(err)
+    # the producer settings of modelport's KafkaSink, so only the work per message differs
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                         "enable.idempotence": True, "partitioner": "murmur2_random",
+                         "delivery.report.only.error": True, "on_delivery": delivered})
     consumer.subscribe([src])
     done, start = 0, None
     while done < n:
@@ -65,7 +72,7 @@ PASSTHROUGH = textwrap.dedent("""
                 record = orjson.loads(value)
                 record["seen"] = True
                 value = orjson.dumps(record)
-            producer.produce(dst, value, m.key(), on_delivery=delivered)
+            producer.produce(dst, value, m.key())
             top[m.partition()] = m.offset()
         assert producer.flush(30) == 0 and not failed
         consumer.commit(offsets=[TopicPartition(src, p, o + 1) for p, o in top.items()],
@@ -187,6 +194,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="messages per batch (both)")
     parser.add_argument("--accelerate", choices=["auto", "onnx", "off"], default="auto",
                         help="modelport's ONNX acceleration (default auto, as the CLI)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each variant, interleaved; reports the median (default 1)")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mp-stream-bench-") as tmp:
@@ -200,28 +209,38 @@ def main() -> None:
             src = _topic(bootstrap, f"bench-in-{tag}", 4)
             _fill(bootstrap, src, args.messages)
             bundle = _bundle(root)
-            results: dict[str, Any] = {"messages": args.messages, "broker": bootstrap}
-            results["batch"] = args.batch
-            for name, script, extra in (
+            results: dict[str, Any] = {"messages": args.messages, "broker": bootstrap,
+                                       "batch": args.batch, "repeat": args.repeat,
+                                       "load_before": os.getloadavg()}
+            variants = (
                 ("passthrough", PASSTHROUGH, [str(args.batch), "bytes"]),
                 ("json_passthrough", PASSTHROUGH, [str(args.batch), "json"]),
                 ("modelport", MODELPORT, [str(bundle), args.accelerate, str(args.batch)]),
-            ):
-                dst = _topic(bootstrap, f"bench-{name}-{tag}", 4)
-                r = _run(script, [bootstrap, src, dst, str(args.messages), f"g-{name}-{tag}",
-                                  *extra])
-                r["messages_per_s"] = r["messages"] / r["seconds"]
-                results[name] = r
-                print(f"{name:17s} {r['messages']:>8d} messages in {r['seconds']:7.2f} s "
-                      f"= {r['messages_per_s']:>9,.0f} msg/s", flush=True)
+            )
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
+            for round_ in range(args.repeat):  # interleaved, so a busy moment hits all three
+                for name, script, extra in variants:
+                    dst = _topic(bootstrap, f"bench-{name}-{tag}-{round_}", 4)
+                    r = _run(script, [bootstrap, src, dst, str(args.messages),
+                                      f"g-{name}-{tag}-{round_}", *extra])
+                    r["messages_per_s"] = r["messages"] / r["seconds"]
+                    runs[name].append(r)
+                    print(f"{name:17s} {r['messages']:>8d} messages in {r['seconds']:7.2f} s "
+                          f"= {r['messages_per_s']:>9,.0f} msg/s", flush=True)
+            for name, rs in runs.items():  # the median run of each variant
+                results[name] = sorted(rs, key=lambda r: r["messages_per_s"])[len(rs) // 2]
+                results[name]["runs_messages_per_s"] = [r["messages_per_s"] for r in rs]
+            results["load_after"] = os.getloadavg()
             ratio = results["modelport"]["messages_per_s"] / results["passthrough"][
                 "messages_per_s"]
             results["ratio"] = ratio
             json_ratio = results["modelport"]["messages_per_s"] / results["json_passthrough"][
                 "messages_per_s"]
             results["ratio_to_json_passthrough"] = json_ratio
-            print(f"modelport / passthrough = {ratio:.0%} (target >= 70%); "
-                  f"modelport / JSON passthrough = {json_ratio:.0%}")
+            label = f"median of {args.repeat} runs: " if args.repeat > 1 else ""
+            print(f"{label}modelport / passthrough = {ratio:.0%} (target >= 70%); "
+                  f"modelport / JSON passthrough = {json_ratio:.0%}; load average "
+                  f"{results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after")
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=2))
         finally:

@@ -25,7 +25,9 @@ modelport.errors.InvalidInputError: column 'age': expected int64, got a fraction
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -230,6 +232,9 @@ class Signature:
         if not records:
             raise InvalidInputError("no rows given; send at least one record")
         names = self.input_names
+        fast = self._float_rows(records, allow_extra)
+        if fast is not None:
+            return self._matrix_batch(fast, keys)
         for i, rec in enumerate(records):
             if not isinstance(rec, Mapping):
                 raise InvalidInputError(
@@ -248,6 +253,26 @@ class Signature:
             # message or a nullable conversion
         cols = {n: [rec[n] for rec in records] for n in names}
         return self._from_columns(cols, keys, allow_extra=True)
+
+    def _float_rows(self, records: Sequence[Any], allow_extra: bool) -> Array | None:
+        """The float matrix of plain dicts holding every input as an int or float, else None.
+
+        What the checks below would accept, found with C-level passes (the common case of
+        JSON records); anything else returns None and takes the checks for a precise message.
+        """
+        names = self.input_names
+        if (self._uniform is None or not self._uniform.startswith("float") or len(names) < 2
+                or set(map(type, records)) != {dict}):
+            return None
+        if not allow_extra and set(map(len, records)) != {len(names)}:
+            return None
+        try:
+            rows = list(map(operator.itemgetter(*names), records))
+        except KeyError:
+            return None
+        if not set(map(type, itertools.chain.from_iterable(rows))) <= _PLAIN_NUMBERS:
+            return None
+        return np.array(rows, dtype=np.float64)
 
     def _matrix_batch(self, matrix: Array, keys: Array | None) -> Batch:
         """Fast path for tables of float columns: one matrix, missing values checked per column."""

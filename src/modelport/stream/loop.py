@@ -25,8 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from modelport.bundle.model import Model
-from modelport.core.batch import Batch
+from modelport.core.batch import Batch, Result
 from modelport.core.runner import Runner
 from modelport.errors import ConfigurationError, InvalidInputError, ModelportError
 from modelport.stream.codec import (
@@ -209,24 +211,35 @@ class StreamLoop:
             list[Output], list[Output]]:
         dead: list[Output] = []
         decoded: list[tuple[Message, list[dict[str, Any]]]] = []
+        codec, loads = self.codec, orjson.loads
         for msg in messages:
-            try:
-                decoded.append((msg, self.codec.decode(msg)))
+            value = msg.value
+            if value:  # the common case inline: one JSON object per message
+                try:
+                    data = loads(value)
+                except orjson.JSONDecodeError:
+                    data = None
+                if type(data) is dict:
+                    decoded.append((msg, [data]))
+                    continue
+            try:  # anything else: the codec says what it holds or why it is malformed
+                decoded.append((msg, codec.decode(msg)))
             except MalformedMessageError as exc:
-                dead.append(self.codec.dead_letter(msg, MALFORMED, str(exc)))
+                dead.append(codec.dead_letter(msg, MALFORMED, str(exc)))
         if not decoded:
             return [], dead
         decoded, batches = self._coerce(decoded, dead)
         if not decoded:
             return [], dead
-        results = self._call(decoded, batches, dead)
+        result, results = self._call(decoded, batches, dead)
         latency_ms = (self.clock() - start) * 1000.0
+        if result is not None:  # one record per message, predicted in one call
+            return codec.encode_batch([msg for msg, _ in decoded],
+                                      [recs[0] for _, recs in decoded],
+                                      result, latency_ms=latency_ms), dead
         outputs: list[Output] = []
-        encode = self.codec.encode
+        encode = codec.encode
         for (msg, records), predictions in results:
-            if len(records) == 1:
-                outputs.append(encode(msg, 0, records[0], predictions[0], latency_ms=latency_ms))
-                continue
             for i, (record, prediction) in enumerate(zip(records, predictions, strict=True)):
                 outputs.append(encode(msg, i, record, prediction, latency_ms=latency_ms))
         return outputs, dead
@@ -257,29 +270,32 @@ class StreamLoop:
         decoded: list[tuple[Message, list[dict[str, Any]]]],
         batches: list[Batch],
         dead: list[Output],
-    ) -> list[tuple[tuple[Message, list[dict[str, Any]]], list[dict[str, Any]]]]:
+    ) -> tuple[Result | None, list[tuple[tuple[Message, list[dict[str, Any]]],
+                                         list[dict[str, Any]]]]]:
         """Predict everything in one call; if that fails, message by message.
 
-        Returns each message with one prediction record per input record.
+        Returns the whole batch's result when every message holds one record and one call
+        predicted them all (row ``i`` for message ``i``); otherwise each message with one
+        prediction record per input record.
         """
         batch = Batch.concat(batches) if len(batches) > 1 else batches[0]
         request_id = decoded[0][0].request_id
         sizes = [len(recs) for _, recs in decoded]
         try:
-            predictions = self.runner.predict(batch, source="stream",
-                                              request_id=request_id).to_records()
+            result = self.runner.predict(batch, source="stream", request_id=request_id)
         except ModelportError as exc:
             if len(decoded) == 1:
                 dead.append(self.codec.dead_letter(decoded[0][0], PREDICTION_FAILED, str(exc)))
-                return []
+                return None, []
         else:
-            if len(predictions) == len(decoded):  # one record per message: the common case
-                return [(item, [p]) for item, p in zip(decoded, predictions, strict=True)]
+            if result.n_rows == batch.n_rows == len(decoded):  # one record per message
+                return result, []
+            predictions = result.to_records()
             out, start = [], 0
             for item, size in zip(decoded, sizes, strict=True):
                 out.append((item, predictions[start:start + size]))
                 start += size
-            return out
+            return None, out
         out = []
         start = 0
         for item, size in zip(decoded, sizes, strict=True):
@@ -290,7 +306,7 @@ class StreamLoop:
                 out.append((item, result.to_records()))
             except ModelportError as exc:
                 dead.append(self.codec.dead_letter(item[0], PREDICTION_FAILED, str(exc)))
-        return out
+        return None, out
 
     # ------------------------------------------------------------------ delivery
     def _write(self, sink: Sink, outputs: list[Output]) -> None:
