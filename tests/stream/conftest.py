@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,9 +176,12 @@ def produce(broker: Broker, topic: str, items: Sequence[tuple[bytes | None, byte
 
 
 def read_topic(broker: Broker, topic: str, *, expect: int, timeout: float = 60,
-               settle: float = 1.5, committed_only: bool = False) -> list[Any]:
+               settle: float = 1.5, committed_only: bool = False,
+               complete: Callable[[list[Any]], bool] | None = None) -> list[Any]:
     """Every message of ``topic`` from the start; returns once ``expect`` arrived and no more
-    came for ``settle`` seconds (duplicates matter), or at ``timeout``."""
+    came for ``settle`` seconds (duplicates matter), or at ``timeout``. With ``complete``, also
+    keeps reading until ``complete(messages)`` holds: duplicates can reach ``expect`` while a
+    restarted worker is still waiting for its partitions."""
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     parts = admin.list_topics(topic, timeout=10).topics[topic].partitions
     consumer = Consumer({
@@ -197,7 +200,8 @@ def read_topic(broker: Broker, topic: str, *, expect: int, timeout: float = 60,
             out.extend(got)
             if got:
                 last_new = time.monotonic()
-            elif len(out) >= expect and time.monotonic() - last_new > settle:
+            elif len(out) >= expect and time.monotonic() - last_new > settle and (
+                    complete is None or complete(out)):
                 break
     finally:
         consumer.close()

@@ -108,6 +108,10 @@ def _run_with_kills(broker: Broker, bundle: Path, workers: Any, sink: list[str],
     return kills
 
 
+def _ids_of(messages: list[Any]) -> set[int]:
+    return {json.loads(m.value())["id"] for m in messages}
+
+
 def test_kill_workers_loses_nothing_and_duplicates_at_most_a_batch_per_kill(
     broker: Broker, classifier_bundle: Path, workers: Any
 ) -> None:
@@ -115,7 +119,8 @@ def test_kill_workers_loses_nothing_and_duplicates_at_most_a_batch_per_kill(
     dst = broker.create_topic(unique("out"), partitions=4)
     kills = _run_with_kills(broker, classifier_bundle, workers, ["--sink", broker.uri(dst)],
                             src, seed=11)
-    got = read_topic(broker, dst, expect=N_MESSAGES, timeout=180, settle=8)
+    got = read_topic(broker, dst, expect=N_MESSAGES, timeout=240, settle=8,
+                     complete=lambda msgs: _ids_of(msgs) >= set(range(N_MESSAGES)))
     ids = Counter(json.loads(m.value())["id"] for m in got)
     missing = set(range(N_MESSAGES)) - set(ids)
     assert not missing, f"{len(missing)} inputs have no output, e.g. {sorted(missing)[:5]}"
