@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import importlib.metadata
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from modelport.bundle.signature import Signature, Task
 from modelport.core.batch import Array, Batch, Result
-from modelport.errors import UnsupportedModelError
+from modelport.errors import ModelLoadError, UnsupportedModelError, UntrustedArtifactError
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,25 @@ def require(module: str, extra: str) -> Any:
             f"this model needs {module!r}, which is not installed; "
             f"run: pip install 'modelport[{extra}]'"
         ) from None
+
+
+def load_skops(path: Path, *, is_safe: Callable[[str], bool], trusted: bool, allowed: str,
+               framework: str) -> Any:
+    """Load a skops file, refusing types that ``is_safe`` rejects unless the caller trusts it.
+
+    ``allowed`` names the safe families in the refusal ("scikit-learn/NumPy/SciPy");
+    ``framework`` names the model in a load failure ("scikit-learn").
+    """
+    import skops.io
+
+    types = skops.io.get_untrusted_types(file=path)
+    unsafe = [t for t in types if not is_safe(t)]
+    if unsafe and not trusted:
+        raise UntrustedArtifactError(
+            f"this model contains types outside {allowed} ({unsafe[:3]}); load it with "
+            "trusted=True (CLI: --trusted) only if you trust its source"
+        )
+    try:
+        return skops.io.load(path, trusted=types)
+    except Exception as exc:
+        raise ModelLoadError(f"{framework} model could not be loaded: {exc}") from None

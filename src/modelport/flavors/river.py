@@ -28,11 +28,18 @@ from modelport.bundle.signature import Signature
 from modelport.core.batch import Array, Batch, Result
 from modelport.errors import (
     InvalidInputError,
-    ModelLoadError,
     UnsupportedModelError,
     UntrustedArtifactError,
 )
-from modelport.flavors.base import Description, Flavor, Predictor, comes_from, require, version_of
+from modelport.flavors.base import (
+    Description,
+    Flavor,
+    Predictor,
+    comes_from,
+    load_skops,
+    require,
+    version_of,
+)
 
 #: Types skops may rebuild for a River model besides ``river.*`` and ``numpy.*``: containers
 #: and the random generator River's trees keep. No functions (``builtins.eval`` stays out).
@@ -236,18 +243,7 @@ class RiverFlavor(Flavor):
             with path.open("rb") as fh:
                 model = pickle.load(fh)
         else:
-            import skops.io
-
             require("river", "river")
-            types = skops.io.get_untrusted_types(file=path)
-            unsafe = [t for t in types if not is_safe_type(t)]
-            if unsafe and not trusted:
-                raise UntrustedArtifactError(
-                    f"this model contains types outside River ({unsafe[:3]}); load it with "
-                    "trusted=True (CLI: --trusted) only if you trust its source"
-                )
-            try:
-                model = skops.io.load(path, trusted=types)
-            except Exception as exc:
-                raise ModelLoadError(f"River model could not be loaded: {exc}") from None
+            model = load_skops(path, is_safe=is_safe_type, trusted=trusted, allowed="River",
+                               framework="River")
         return RiverPredictor(model, signature=signature)

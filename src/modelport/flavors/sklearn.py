@@ -14,8 +14,15 @@ import numpy as np
 
 from modelport.bundle.signature import Signature
 from modelport.core.batch import Batch, Result
-from modelport.errors import ModelLoadError, UnsupportedModelError, UntrustedArtifactError
-from modelport.flavors.base import Description, Flavor, Predictor, comes_from, version_of
+from modelport.errors import UnsupportedModelError, UntrustedArtifactError
+from modelport.flavors.base import (
+    Description,
+    Flavor,
+    Predictor,
+    comes_from,
+    load_skops,
+    version_of,
+)
 
 #: Module prefixes whose types skops may rebuild without the caller's explicit trust.
 SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "collections.", "builtins.", "_operator.",
@@ -119,19 +126,9 @@ class SklearnFlavor(Flavor):
 
             model = joblib.load(path)
         else:
-            import skops.io
-
-            untrusted = skops.io.get_untrusted_types(file=path)
-            unsafe = [t for t in untrusted if not t.startswith(SAFE_PREFIXES)]
-            if unsafe and not trusted:
-                raise UntrustedArtifactError(
-                    f"this model contains types outside scikit-learn/NumPy/SciPy ({unsafe[:3]}); "
-                    "load it with trusted=True (CLI: --trusted) only if you trust its source"
-                )
-            try:
-                model = skops.io.load(path, trusted=untrusted)
-            except Exception as exc:
-                raise ModelLoadError(f"scikit-learn model could not be loaded: {exc}") from None
+            model = load_skops(path, is_safe=lambda t: t.startswith(SAFE_PREFIXES),
+                               trusted=trusted, allowed="scikit-learn/NumPy/SciPy",
+                               framework="scikit-learn")
         return SklearnPredictor(
             model,
             model_input=str(info.get("model_input", "ndarray")),
