@@ -12,7 +12,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -38,6 +38,25 @@ class Engine(ABC):
         return self.name
 
 
+def in_order(futures: Iterable[Any], limit: int) -> Iterator[ChunkCounts]:
+    """Results of ``futures`` in submission order, keeping at most ``limit`` in flight beyond the
+    one awaited (bounded memory); futures not yet awaited are cancelled if the caller stops.
+
+    Works for ``concurrent.futures`` and Dask futures alike (``result()`` / ``cancel()``).
+    """
+    window: deque[Any] = deque()
+    try:
+        for future in futures:
+            window.append(future)
+            while len(window) > limit:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+    finally:
+        for future in window:
+            future.cancel()
+
+
 class LocalEngine(Engine):
     """Threads in this process: Arrow I/O, NumPy, ONNX Runtime and Parquet writing release the
     GIL, so reading the next chunk, scoring and writing overlap on every core."""
@@ -48,18 +67,9 @@ class LocalEngine(Engine):
         self.workers = workers or os.cpu_count() or 1
 
     def map(self, task: ChunkTask, chunks: Chunks) -> Iterator[ChunkCounts]:
-        window: deque[Future[ChunkCounts]] = deque()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="modelport-batch") as pool:
-            try:
-                for index, rows in chunks:
-                    window.append(pool.submit(task.run, index, rows))
-                    while len(window) > self.workers:
-                        yield window.popleft().result()
-                while window:
-                    yield window.popleft().result()
-            finally:
-                for future in window:
-                    future.cancel()
+            submitted = (pool.submit(task.run, index, rows) for index, rows in chunks)
+            yield from in_order(submitted, self.workers)
 
     def describe(self) -> str:
         return f"local ({self.workers} threads)"
@@ -100,17 +110,9 @@ class DaskEngine(Engine):
         client = self._connect()
         shipped = client.scatter(task, broadcast=True)
         limit = 2 * max(len(client.scheduler_info().get("workers", {})), 1)
-        window: deque[Any] = deque()
-        try:
-            for index, rows in chunks:
-                window.append(client.submit(run_chunk, shipped, index, rows, pure=False))
-                while len(window) > limit:
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
-        finally:
-            for future in window:
-                future.cancel()
+        submitted = (client.submit(run_chunk, shipped, index, rows, pure=False)
+                     for index, rows in chunks)
+        yield from in_order(submitted, limit)
 
     def close(self) -> None:
         if self._client is not None:
