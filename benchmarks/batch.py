@@ -3,9 +3,10 @@
 For a ~100-tree HistGradientBoosting classifier and a LogisticRegression, on N rows x F float
 features (default 1,000,000 x 30), each measured in its own process, in one run:
 
-(a) ``modelport batch run BUNDLE --input in.parquet --output out`` exactly as a user runs it —
-    first run (converts the model to ONNX and checks it) and a later run (conversion cached, as
-    for a scheduled job);
+(a) ``modelport batch run BUNDLE --input in.parquet --output out`` exactly as a user runs it,
+    on a bundle written by ``modelport.save`` (which stores the model's ONNX form, checked
+    against the native model) — a first run (loads that form and re-checks it on the example
+    rows; neither scikit-learn nor the converter is imported) and a second run;
 (b) a naive pandas script: read everything, ``predict_proba``, write;
 (c) the in-process limit: pyarrow record batches + the model converted to ONNX (ONNX Runtime,
     all cores), written with a ParquetWriter — no framework.

@@ -13,6 +13,7 @@ import pytest
 import modelport
 from modelport.batch import JobSpec, read_output, run_job
 from modelport.batch.progress import Progress
+from modelport.bundle.manifest import Manifest
 from modelport.errors import ConfigurationError, InvalidInputError
 
 from .conftest import FEATURES, frame, write_parquet
@@ -116,8 +117,19 @@ def test_s3_input_and_output(classifier_bundle: Path, tmp_path: Path, home: Path
 
 def test_onnx_conversion_is_cached_for_the_next_run(slow_bundle: Path, tmp_path: Path,
                                                     home: Path) -> None:
+    """A bundle saved without its ONNX form is converted by the first run, then from cache."""
+    import shutil
+
+    bundle = tmp_path / "unconverted"
+    shutil.copytree(slow_bundle, bundle)
+    manifest = Manifest.read(bundle)
+    manifest.accelerated = None  # as a bundle saved with accelerate=False, or imported
+    for name in ("accelerated.onnx", "accelerated-check.npz"):
+        (bundle / name).unlink()
+        del manifest.files[name]
+    manifest.write(bundle)
     write_parquet(tmp_path / "in.parquet", frame(300))
-    spec = JobSpec(ref=str(slow_bundle), input=str(tmp_path / "in.parquet"),
+    spec = JobSpec(ref=str(bundle), input=str(tmp_path / "in.parquet"),
                    output=str(tmp_path / "first"), keep=("id",))
     first = run_job(spec, **QUIET)
     second = run_job(spec.with_changes(output=str(tmp_path / "second")), **QUIET)
@@ -133,6 +145,25 @@ def test_onnx_conversion_is_cached_for_the_next_run(slow_bundle: Path, tmp_path:
     assert not native.accelerated
     np.testing.assert_allclose(pq.read_table(tmp_path / "native")["probability_1"].to_numpy(),
                                pq.read_table(tmp_path / "first")["probability_1"].to_numpy(),
+                               atol=1e-5)
+
+
+def test_first_run_uses_the_bundles_stored_onnx_form(slow_bundle: Path, tmp_path: Path,
+                                                      home: Path) -> None:
+    write_parquet(tmp_path / "in.parquet", frame(300))
+    spec = JobSpec(ref=str(slow_bundle), input=str(tmp_path / "in.parquet"),
+                   output=str(tmp_path / "out"), keep=("id",))
+    summary = run_job(spec, **QUIET)
+    assert summary.accelerated
+    assert (summary.acceleration or "").startswith("stored ONNX form")
+    assert not list((home / "cache").glob("onnx/*.onnx"))  # nothing to convert, nothing cached
+    native = run_job(spec.with_changes(output=str(tmp_path / "native"), accelerate="off"),
+                     **QUIET)
+    assert not native.accelerated
+    assert pq.read_table(tmp_path / "native")["prediction"].to_pylist() == \
+        pq.read_table(tmp_path / "out")["prediction"].to_pylist()
+    np.testing.assert_allclose(pq.read_table(tmp_path / "native")["probability_1"].to_numpy(),
+                               pq.read_table(tmp_path / "out")["probability_1"].to_numpy(),
                                atol=1e-5)
 
 

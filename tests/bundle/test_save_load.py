@@ -43,7 +43,8 @@ def test_pipeline_round_trip_predicts_exactly_like_the_original(
     assert manifest["libraries"]["scikit-learn"]
     for rel, digest in manifest["files"].items():
         assert sha256_file(path / rel) == digest
-    assert set(manifest["files"]) == {"model.skops", "example.parquet", "reference.json"}
+    assert set(manifest["files"]) == {"model.skops", "example.parquet", "reference.json",
+                                      "accelerated.onnx", "accelerated-check.npz"}
 
 
 def test_reference_profile_describes_training_data(

@@ -98,6 +98,9 @@ def test_models_list_show_tag_archive_audit_json(
     assert shown["version"] == 2 and shown["aliases"] == ["staging"]
     assert shown["tags"] == {"owner": "ana"}
     assert shown["signature"]["inputs"][0] == {"name": "mean radius", "dtype": "float64"}
+    assert shown["accelerated"]["file"] == "accelerated.onnx"
+    assert main(["models", "show", "churn:2"]) == 0
+    assert "ONNX form: stored (converted with skl2onnx" in capsys.readouterr().out
     assert main(["models", "archive", "churn:1"]) == 0
     assert main(["models", "list", "churn", "--json"]) == 0
     versions = json.loads(capsys.readouterr().out.splitlines()[-1])

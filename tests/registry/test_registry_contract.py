@@ -69,7 +69,8 @@ def test_versions_are_immutable(store: Store, iris_bundle: Path) -> None:
     assert reg.resolve("iris:2").artifact_uri != first.artifact_uri
     with pytest.raises(dataclasses.FrozenInstanceError):
         first.version = 5  # type: ignore[misc]
-    assert set(first.files) == {"model.skops", "example.parquet", MANIFEST_NAME}
+    assert set(first.files) == {"model.skops", "example.parquet", "accelerated.onnx",
+                                "accelerated-check.npz", MANIFEST_NAME}
 
 
 def test_aliases_set_move_delete(store: Store, iris_bundle: Path) -> None:

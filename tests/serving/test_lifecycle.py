@@ -282,6 +282,12 @@ def test_a_worker_that_dies_is_replaced(home: Home, start_server: StartServer) -
 
     home.register(sum_model(), "sum", sum_example())
     server = start_server(home, "sum", "--workers", "2")
+    # the port answers once one worker listens; a worker killed before every worker reported
+    # ready is a failed start (the supervisor gives up), so wait for the supervisor's line
+    deadline = time.monotonic() + 120
+    while "with 2 workers" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
     before = workers(server.proc.pid)
     assert len(before) == 2
     os.kill(before[0], signal.SIGKILL)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -18,10 +20,13 @@ import pyarrow as pa
 from modelport.batch.parquet_sink import part_name, write_part
 from modelport.batch.scoring import ChunkScorer, RunMeta
 from modelport.batch.sink import Sink
+from modelport.bundle.accelerated import has_stored, load_stored
 from modelport.bundle.model import Model
 from modelport.core.batch import Batch, Result
 from modelport.core.runner import Accelerate, Runner, RunnerOptions
 from modelport.errors import ConflictError, ModelportError
+
+log = logging.getLogger("modelport.batch")
 
 # Worker-process cache: loading a model per chunk would cost more than scoring it. Keyed by the
 # bundle folder, a digest of its files and the options, so one process serves runs of several
@@ -31,12 +36,14 @@ _RUNNERS_LOCK = threading.Lock()
 
 
 def prepare_runner(model: Model, accelerate: Accelerate, cache_dir: str | None = None) -> Runner:
-    """A loaded runner: the ONNX form when allowed and faithful (from ``cache_dir`` when it was
-    converted before), else the native model."""
+    """A loaded runner: the ONNX form when allowed and faithful (the bundle's stored form, or a
+    conversion from ``cache_dir`` when it was converted before), else the native model."""
     from modelport.batch.onnx_cache import ConvertedModelCache
 
     runner = Runner(model, RunnerOptions(accelerate=accelerate))
-    cache = ConvertedModelCache(cache_dir) if cache_dir and accelerate != "off" else None
+    # a bundle that stores its ONNX form needs no cache: Runner.load() checks and uses it
+    cache = ConvertedModelCache(cache_dir) if (
+        cache_dir and accelerate != "off" and not has_stored(model.manifest)) else None
     cached = cache.load(model) if cache is not None else None
     if cached is not None:
         runner.predictor, runner.accelerate_reason = cached
@@ -57,14 +64,13 @@ def prepare_runner(model: Model, accelerate: Accelerate, cache_dir: str | None =
 def open_runner(path: str, *, trusted: bool, accelerate: Accelerate, cache_dir: str | None,
                 expected_files: dict[str, str] | None = None, version: int | None = None
                 ) -> Runner:
-    """The runner for the bundle at ``path``: straight from a cached ONNX conversion when there
-    is one (the native framework is then never imported), else loaded and prepared."""
-    from modelport.batch.onnx_cache import ConvertedModelCache
+    """The runner for the bundle at ``path``: straight from its stored ONNX form or a cached
+    conversion when there is one (the native framework is then never imported), else loaded and
+    prepared."""
     from modelport.bundle.model import load_bundle
 
-    if cache_dir and accelerate != "off":
-        hit = ConvertedModelCache(cache_dir).load_bundle(path, expected_files=expected_files,
-                                                         version=version)
+    if accelerate != "off":
+        hit = _onnx_only(Path(path), expected_files, version, cache_dir)
         if hit is not None:
             model, reason = hit
             runner = Runner(model, RunnerOptions(accelerate="off"))
@@ -72,6 +78,28 @@ def open_runner(path: str, *, trusted: bool, accelerate: Accelerate, cache_dir: 
             return runner
     model = load_bundle(path, trusted=trusted, expected_files=expected_files, version=version)
     return prepare_runner(model, accelerate, cache_dir)
+
+
+def _onnx_only(path: Path, expected_files: dict[str, str] | None, version: int | None,
+               cache_dir: str | None) -> tuple[Model, str] | None:
+    """The bundle as a model predicting with its ONNX form only, without the native artifact."""
+    from modelport.batch.onnx_cache import ConvertedModelCache
+    from modelport.bundle.hashing import verify_tree
+    from modelport.bundle.manifest import Manifest
+
+    manifest = Manifest.read(path)
+    if has_stored(manifest):
+        files = dict(expected_files) if expected_files is not None else manifest.files
+        verify_tree(path, files, what=f"model {manifest.name or path.name}")
+        predictor, reason = load_stored(manifest, path)
+        if predictor is not None:
+            return Model(manifest, predictor, path=path, version=version), reason
+        log.warning("model %s: %s; loading the native model", manifest.name, reason)
+        return None
+    if cache_dir:
+        return ConvertedModelCache(cache_dir).load_bundle(path, expected_files=expected_files,
+                                                          version=version)
+    return None
 
 
 def model_digest(model: Model) -> str:

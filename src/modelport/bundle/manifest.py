@@ -14,6 +14,7 @@ Example::
     tags: {team: growth}
     reference: reference.json      # optional training-data profile (drift)
     example: example.parquet       # optional example rows (parity checks, docs)
+    accelerated: {file: accelerated.onnx, check: accelerated-check.npz, ...}  # optional ONNX form
     files: {model.skops: <sha256>, reference.json: <sha256>, example.parquet: <sha256>}
 """
 
@@ -47,6 +48,8 @@ class Manifest:
     tags: dict[str, str] = field(default_factory=dict)
     reference: str | None = None
     example: str | None = None
+    #: the stored ONNX form (see ``modelport.bundle.accelerated``), or ``{error: why none}``
+    accelerated: dict[str, Any] | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +66,7 @@ class Manifest:
             "tags": self.tags,
             "reference": self.reference,
             "example": self.example,
+            "accelerated": self.accelerated,
             "files": self.files,
         }
 
@@ -89,6 +93,8 @@ class Manifest:
             tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
             reference=data.get("reference"),
             example=data.get("example"),
+            accelerated=dict(data["accelerated"]) if isinstance(
+                data.get("accelerated"), dict) else None,
             files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
         )
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from modelport.bundle.accelerated import attach
 from modelport.bundle.hashing import hash_tree
 from modelport.bundle.manifest import Manifest
 from modelport.bundle.profile import profile_data, write_profile
@@ -64,12 +65,18 @@ def save(
     trusted: bool = False,
     flavor: str | None = None,
     overwrite: bool = False,
+    accelerate: bool = True,
 ) -> Path:
     """Save ``model`` as a bundle directory at ``path`` and return the path.
 
     The signature is inferred from ``example`` (or given); ``reference`` data is profiled for
     drift detection. ``trusted=True`` allows pickle-based formats (joblib) where the safe format
     cannot represent the model. The directory appears complete or not at all.
+
+    With ``accelerate`` (the default), scikit-learn, XGBoost and LightGBM models with example
+    rows are also converted to ONNX and stored with the bundle when the conversion gives the same
+    predictions (``modelport.bundle.accelerated``), so servers and batch jobs load the fast form
+    without converting again; the manifest records why when there is none.
     """
     target = Path(path)
     occupied = any(target.iterdir()) if target.is_dir() else target.exists()
@@ -106,6 +113,8 @@ def save(
             pq.write_table(batch_to_table(example_batch), tmp / "example.parquet")
             manifest.example = "example.parquet"
             _check_labels_from_proba(flv.name, model, manifest, tmp)
+        if accelerate:
+            attach(tmp, manifest, trusted=trusted)
         if reference is not None:
             write_profile(profile_data(reference, sig), tmp / "reference.json")
             manifest.reference = "reference.json"

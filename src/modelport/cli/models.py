@@ -132,6 +132,7 @@ def _show(args: argparse.Namespace) -> int:
         metrics=manifest.get("metrics", {}),
         params=manifest.get("params", {}),
         libraries=manifest.get("libraries", {}),
+        accelerated=manifest.get("accelerated"),
         files=version.files,
     )
     lines = [f"{version.name}:{version.version}  flavor={version.flavor}  "
@@ -146,6 +147,11 @@ def _show(args: argparse.Namespace) -> int:
         lines.append("metrics: " + ", ".join(f"{k}={v}" for k, v in info["metrics"].items()))
     if info["tags"]:
         lines.append("tags: " + ", ".join(f"{k}={v}" for k, v in info["tags"].items()))
+    accelerated = info["accelerated"] or {}
+    if "file" in accelerated:
+        lines.append(f"ONNX form: stored ({accelerated.get('reason', '')})")
+    elif accelerated.get("error"):
+        lines.append(f"ONNX form: none ({accelerated['error']})")
     emit(args, info, "\n".join(lines))
     return 0
 

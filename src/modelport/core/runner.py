@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+from modelport.bundle.accelerated import has_stored, load_stored
 from modelport.bundle.model import Model
 from modelport.core.batch import Batch, Result
 from modelport.core.concurrency import run_sync
@@ -141,12 +142,18 @@ class Runner:
         """Prepare the fastest faithful predictor (ONNX when allowed and equivalent)."""
         if self.options.accelerate == "off":
             return self
-        try:
-            from modelport.flavors.convert import to_onnx
-        except ImportError:  # the optional converter is not installed in this build
-            predictor, reason = None, "ONNX conversion is not available in this installation"
-        else:
-            predictor, reason = to_onnx(self.model)
+        predictor, reason = None, ""
+        if self.model.path is not None and has_stored(self.model.manifest):
+            predictor, reason = load_stored(self.model.manifest, self.model.path)
+            if predictor is None:
+                log.warning("model %s: %s; converting again", self.model.ref, reason)
+        if predictor is None:
+            try:
+                from modelport.flavors.convert import to_onnx
+            except ImportError:  # the optional converter is not installed in this build
+                predictor, reason = None, "ONNX conversion is not available in this installation"
+            else:
+                predictor, reason = to_onnx(self.model)
         if predictor is not None:
             self.predictor, self.accelerated = predictor, True
             self.accelerate_reason = reason or "converted to ONNX; predictions match"

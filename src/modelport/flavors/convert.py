@@ -138,13 +138,18 @@ def parity_problem(native: Result, converted: Result) -> str:
             return (f"values differ by up to {float(rel.max()):.2e} relative "
                     f"(allowed {VALUE_RTOL:.0e})")
         return ""
-    # types too: a graph answering 1 where the model answers True is not the same model
-    mismatch = [i for i, (x, y) in enumerate(zip(expected.tolist(), got.tolist(), strict=True))
+    # types too: a graph answering 1 where the model answers True is not the same model (NumPy
+    # scalars, which object arrays of labels hold, count as the Python type they stand for)
+    mismatch = [i for i, (x, y) in enumerate(zip(_plain(expected), _plain(got), strict=True))
                 if x != y or type(x) is not type(y)]
     if mismatch:
         return (f"labels differ on {len(mismatch)} of {len(expected)} rows "
                 f"(first: row {mismatch[0]})")
     return ""
+
+
+def _plain(values: np.ndarray[Any, Any]) -> list[Any]:
+    return [v.item() if isinstance(v, np.generic) else v for v in values.tolist()]
 
 
 def _example(model: Model) -> Batch | None:
