@@ -2,7 +2,9 @@
 
 ``BATCH_CHUNK_DELAY`` (seconds) slows every staged chunk so the parent can kill the run half-way;
 ``BATCH_PAUSE_BEFORE_SWITCH=1`` prints ``SWITCHING`` and sleeps just before a Parquet commit's
-atomic switch; ``BATCH_PAUSE_IN_SQL_SWAP=1`` prints ``SWITCHING`` and makes the SQL swap
+atomic switch; ``BATCH_PAUSE_BEFORE_REDIS_SWITCH=1`` does the same inside a Redis commit,
+after it read the run history and just before its one ``MULTI`` moves the pointer;
+``BATCH_PAUSE_IN_SQL_SWAP=1`` prints ``SWITCHING`` and makes the SQL swap
 transaction sleep on the server after the old table was dropped and the new one renamed, before
 it commits — so the parent can kill the run inside the commit step.
 """
@@ -17,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 import modelport.batch.parquet_sink as parquet_sink
+import modelport.batch.redis_sink as redis_sink
 import modelport.batch.sql_sink as sql_sink
 from modelport.cli.main import main
 
@@ -36,6 +39,48 @@ if delay:
         original_sql_write(self, *args, **kwargs)
 
     sql_sink.SqlSink.write = slow_sql_write  # type: ignore[method-assign]
+    original_redis_write = redis_sink.RedisSink.write
+
+    def slow_redis_write(self: Any, *args: Any, **kwargs: Any) -> None:
+        time.sleep(delay)
+        original_redis_write(self, *args, **kwargs)
+
+    redis_sink.RedisSink.write = slow_redis_write  # type: ignore[method-assign]
+
+if os.environ.get("BATCH_PAUSE_BEFORE_REDIS_SWITCH"):
+    original_pipeline = redis_sink.RedisSink.client.fget  # type: ignore[attr-defined]
+
+    class PausedPipeline:
+        """Pauses the transaction that sets the pointer, with its commands queued, before EXEC."""
+
+        def __init__(self, pipe: Any, sink: Any) -> None:
+            self.pipe, self.sink, self.pointer = pipe, sink, False
+
+        def set(self, name: str, *args: Any, **kwargs: Any) -> Any:
+            self.pointer = self.pointer or name == self.sink.pointer()
+            return self.pipe.set(name, *args, **kwargs)
+
+        def execute(self) -> Any:
+            if self.pointer:
+                print("SWITCHING", flush=True)
+                time.sleep(600)
+            return self.pipe.execute()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.pipe, name)
+
+    class PausedClient:
+        def __init__(self, client: Any, sink: Any) -> None:
+            self.client, self.sink = client, sink
+
+        def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+            return PausedPipeline(self.client.pipeline(*args, **kwargs), self.sink)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.client, name)
+
+    redis_sink.RedisSink.client = property(  # type: ignore[method-assign,assignment]
+        lambda self: PausedClient(original_pipeline(self), self))
 
 if os.environ.get("BATCH_PAUSE_IN_SQL_SWAP"):
     original_swap = sql_sink.SqlSink._swap

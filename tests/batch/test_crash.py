@@ -164,3 +164,72 @@ def test_postgres_output_sigkill_half_way_and_in_the_swap_then_resume(
     finish(batch([*common[:5], "--output", str(clean), *common[9:], "--run-id", "clean"]))
     expected = pq.read_table(clean).select(["id", "prediction", "probability_1"]).to_pylist()
     assert [tuple(r.values()) for r in expected] == [tuple(r) for r in resumed]
+
+
+@pytest.mark.slow
+def test_redis_output_sigkill_half_way_and_before_the_pointer_switch_then_resume(
+        classifier_bundle: Path, tmp_path: Path, home: Path, redis_prefix: str) -> None:
+    import redis
+
+    from .conftest import REDIS_URL
+
+    rows, chunk = 20_000, 500  # 40 chunks
+    write_parquet(tmp_path / "in.parquet", frame(rows, seed=5))
+    common = ["batch", "run", str(classifier_bundle), "--input", str(tmp_path / "in.parquet"),
+              "--output", REDIS_URL, "--prefix", redis_prefix, "--key", "id", "--keep", "id",
+              "--chunk-rows", str(chunk), "--workers", "1", "--no-progress", "--json"]
+    finish(batch([*common, "--run-id", "run-old"]))
+    client = redis.Redis.from_url(REDIS_URL)
+
+    def staged() -> int:
+        return int(client.hlen(f"{redis_prefix}__chunks__:run-new"))
+
+    def pointer() -> str:
+        return str(client.get(f"{redis_prefix}__current__").decode())
+
+    stop, log = tmp_path / "stop", tmp_path / "seen.jsonl"
+    poller = subprocess.Popen([sys.executable, str(HERE / "redis_poller.py"), REDIS_URL,
+                               redis_prefix, str(rows), str(stop), str(log)])
+    try:
+        run = [*common, "--run-id", "run-new"]
+        proc = batch(run, env={"BATCH_CHUNK_DELAY": "0.05"})
+        deadline = time.monotonic() + 240
+        while staged() < 20 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert 20 <= staged() < 40 and pointer() == "run-old"
+
+        proc = batch([*run, "--resume"], env={"BATCH_PAUSE_BEFORE_REDIS_SWITCH": "1"})
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "SWITCHING"  # the MULTI is queued, not run
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert staged() == 40 and pointer() == "run-old"
+
+        summary = json.loads(finish(batch([*run, "--resume"])))
+        assert summary["resumed_chunks"] == 40 and summary["rows_out"] == rows
+        assert pointer() == "run-new"
+        time.sleep(0.2)
+    finally:
+        stop.touch()
+        poller.wait(30)
+
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(seen) > 10 and not [s for s in seen if "error" in s]
+    bad = [s for s in seen if s["missing"] or s["runs"] != [s["run"]]]
+    assert not bad, bad[:3]
+    assert {s["run"] for s in seen} == {"run-old", "run-new"}
+
+    clean = redis_prefix + "clean:"
+    finish(batch([*common[:8], clean, *common[9:], "--run-id", "run-clean"]))
+    ids = [str(i) for i in range(rows)]
+    resumed = client.mget([f"{redis_prefix}run-new:{i}" for i in ids])
+    uninterrupted = client.mget([f"{clean}run-clean:{i}" for i in ids])
+    assert all(r is not None for r in resumed)
+
+    def comparable(raw: bytes) -> dict[str, object]:
+        return {k: v for k, v in json.loads(raw).items() if k not in ("run_id", "scored_at")}
+
+    assert [comparable(r) for r in resumed] == [comparable(u) for u in uninterrupted]
+    client.close()

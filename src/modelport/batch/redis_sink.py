@@ -20,8 +20,6 @@ from modelport.batch.sink import Sink, Staged
 from modelport.batch.source import redact
 from modelport.errors import ConfigurationError, StorageError
 
-PAYLOAD_SKIP = ("run_id",)
-
 
 class RedisSink(Sink):
     def __init__(self, url: str, *, prefix: str, key: Sequence[str], ttl: int | None = None
