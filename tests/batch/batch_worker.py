@@ -1,12 +1,13 @@
 """A ``modelport batch run`` process for the crash tests, with test-only brakes.
 
-``BATCH_CHUNK_DELAY`` (seconds) slows every staged chunk so the parent can kill the run half-way;
+``BATCH_CHUNK_DELAY`` (seconds) slows every staged chunk so the parent can kill the run half-way.
 ``BATCH_PAUSE_BEFORE_SWITCH=1`` prints ``SWITCHING`` and sleeps just before a Parquet commit's
-atomic switch; ``BATCH_PAUSE_BEFORE_REDIS_SWITCH=1`` does the same inside a Redis commit,
-after it read the run history and just before its one ``MULTI`` moves the pointer;
-``BATCH_PAUSE_IN_SQL_SWAP=1`` prints ``SWITCHING`` and makes the SQL swap
-transaction sleep on the server after the old table was dropped and the new one renamed, before
-it commits — so the parent can kill the run inside the commit step.
+atomic switch (the symlink rename, or the PUT of an object store's ``CURRENT`` pointer).
+``BATCH_PAUSE_BEFORE_REDIS_SWITCH=1`` does the same inside a Redis commit, after it read the run
+history, with the ``MULTI`` that moves the pointer queued but not executed.
+``BATCH_PAUSE_IN_SQL_SWAP=1`` prints ``SWITCHING`` and makes the SQL swap transaction sleep on
+the server after the old table was dropped and the new one renamed, before it commits.
+Each lets the parent kill the run inside the commit step.
 """
 
 from __future__ import annotations
@@ -101,6 +102,15 @@ if os.environ.get("BATCH_PAUSE_BEFORE_SWITCH"):
         original_replace(src, dst, *args, **kwargs)
 
     parquet_sink.os.replace = paused_replace  # type: ignore[attr-defined]
+    original_put = parquet_sink._put
+
+    def paused_put(fs: Any, path: str, data: bytes, *, local: bool) -> None:
+        if path.endswith("/CURRENT"):  # the object store's switch: one PUT of the pointer
+            print("SWITCHING", flush=True)
+            time.sleep(600)
+        original_put(fs, path, data, local=local)
+
+    parquet_sink._put = paused_put
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

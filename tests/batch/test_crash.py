@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -233,3 +234,73 @@ def test_redis_output_sigkill_half_way_and_before_the_pointer_switch_then_resume
 
     assert [comparable(r) for r in resumed] == [comparable(u) for u in uninterrupted]
     client.close()
+
+
+@pytest.mark.slow
+def test_s3_output_sigkill_half_way_and_before_the_pointer_put_then_resume(
+        classifier_bundle: Path, tmp_path: Path, home: Path, s3_server: dict[str, Any]) -> None:
+    import s3fs
+
+    from modelport.batch import read_output
+
+    options = s3_server["options"]
+    fs = s3fs.S3FileSystem(**options)
+    rows, chunk = 20_000, 500  # 40 chunks
+    write_parquet(tmp_path / "in.parquet", frame(rows, seed=6))
+    out = "s3://scores/crash"
+    common = ["batch", "run", str(classifier_bundle), "--input", str(tmp_path / "in.parquet"),
+              "--output", out, "--keep", "id", "--chunk-rows", str(chunk), "--workers", "1",
+              "--no-progress", "--json"]
+    env = {"MODELPORT_STORAGE_OPTIONS": json.dumps(options)}
+    finish(batch([*common, "--run-id", "run-old"], env=env))
+
+    def staged() -> int:
+        try:
+            names = fs.ls("scores/crash/_modelport/run-new", detail=False, refresh=True)
+        except FileNotFoundError:
+            return 0
+        return sum(1 for n in names if n.rsplit("/", 1)[-1].startswith("part-"))
+
+    def pointer() -> str:
+        return str(fs.cat("scores/crash/_modelport/CURRENT").decode())
+
+    stop, log = tmp_path / "stop", tmp_path / "seen.jsonl"
+    poller = subprocess.Popen([sys.executable, str(HERE / "output_poller.py"), out, str(stop),
+                               str(log), json.dumps(options)])
+    try:
+        run = [*common, "--run-id", "run-new"]
+        proc = batch(run, env={**env, "BATCH_CHUNK_DELAY": "0.05"})
+        deadline = time.monotonic() + 240
+        while staged() < 20 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert 20 <= staged() < 40 and pointer() == "run-old"
+
+        proc = batch([*run, "--resume"], env={**env, "BATCH_PAUSE_BEFORE_SWITCH": "1"})
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "SWITCHING"  # every chunk staged
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert staged() == 40 and pointer() == "run-old"
+
+        summary = json.loads(finish(batch([*run, "--resume"], env=env)))
+        assert summary["resumed_chunks"] == 40 and summary["rows_out"] == rows
+        assert pointer() == "run-new"
+        time.sleep(0.5)
+    finally:
+        stop.touch()
+        poller.wait(60)
+
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(seen) > 5
+    assert not [s for s in seen if "error" in s or "retry" in s]
+    bad = [s for s in seen if s["rows"] != rows or not s["ids_ok"] or len(s["runs"]) != 1]
+    assert not bad, bad[:5]
+    assert {s["runs"][0] for s in seen} == {"run-old", "run-new"}
+
+    clean = tmp_path / "clean"
+    finish(batch([*common[:5], "--output", str(clean), *common[7:], "--run-id", "run-clean"]))
+    drop = ["run_id", "scored_at"]
+    assert read_output(out, storage_options=options).drop_columns(drop).equals(
+        pq.read_table(clean).drop_columns(drop))

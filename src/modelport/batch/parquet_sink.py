@@ -90,9 +90,11 @@ class ParquetSink(Sink):
                 return None
             return posixpath.basename(os.readlink(self.path).rstrip("/"))
         pointer = posixpath.join(self.versions, "CURRENT")
+        # another process moves the pointer: read it afresh, never from this process's listing
+        # cache (s3fs would also ask for the cached ETag and fail once the object changed)
+        self.fs.invalidate_cache(pointer)
         try:
-            with self.fs.open(pointer, "rb") as fh:
-                return str(fh.read().decode().strip()) or None
+            return str(self.fs.cat_file(pointer).decode().strip()) or None
         except FileNotFoundError:
             return None
 
@@ -104,9 +106,10 @@ class ParquetSink(Sink):
 
     # ------------------------------------------------------------------ protocol
     def committed(self, run_id: str) -> dict[str, Any] | None:
+        marker = posixpath.join(self.version_dir(run_id), COMMITTED)
+        self.fs.invalidate_cache(marker)
         try:
-            with self.fs.open(posixpath.join(self.version_dir(run_id), COMMITTED), "rb") as fh:
-                return dict(json.loads(fh.read()))
+            return dict(json.loads(self.fs.cat_file(marker)))
         except FileNotFoundError:
             return None
 
@@ -114,9 +117,9 @@ class ParquetSink(Sink):
         self._check_ours()
         folder = self.version_dir(run_id)
         run_file = posixpath.join(folder, RUN)
+        self.fs.invalidate_cache(folder)  # parts staged since by another (killed) process
         if resume and self.fs.exists(run_file):
-            with self.fs.open(run_file, "rb") as fh:
-                recorded = dict(json.loads(fh.read()))
+            recorded = dict(json.loads(self.fs.cat_file(run_file)))
             done = {}
             for path in self.fs.ls(folder, detail=False):
                 name = posixpath.basename(path)
@@ -255,6 +258,7 @@ def read_output(uri: str, *, storage_options: Mapping[str, Any] | None = None) -
     if run_id is None:
         raise NotFoundError(f"no committed modelport batch output at {uri!r}")
     folder = sink.version_dir(run_id)
+    sink.fs.invalidate_cache(folder)
     files = sorted(p for p in sink.fs.ls(folder, detail=False)
                    if posixpath.basename(p).startswith("part-"))
     tables = []
