@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -70,13 +71,20 @@ def test_schedule_jobs_scheduler_history(classifier_bundle: Path, tmp_path: Path
     bad = cli("batch", "schedule", str(classifier_bundle), "--cron", "soon", "--input", "x",
               "--output", "y", home=home)
     assert bad.returncode == 2 and "cron" in bad.stderr
-    # the first slot is the next minute: usually nothing is due yet; whatever ran is in history
+    # the first slot is the next minute; make slots due, as if the scheduler had been down
+    import sqlite3
+
+    with sqlite3.connect(home / "registry.db") as db:
+        db.execute("UPDATE modelport_batch_jobs SET next_slot = '2026-01-01 00:00:00.000000'")
     tick = cli("scheduler", "--once", "--json", home=home)
     assert tick.returncode == 0, tick.stderr
     ticked = json.loads(tick.stdout)
+    assert [(o["status"], o["rows_in"]) for o in ticked] == [("succeeded", 20)]
+    assert datetime.fromisoformat(ticked[0]["slot"]) <= datetime.now(UTC)  # the latest missed
     history = json.loads(cli("batch", "history", "every-minute", "--json", home=home).stdout)
     assert [h["run_id"] for h in history] == [o["run_id"] for o in ticked]
-    assert all(h["status"] == "succeeded" for h in history)
+    assert [h["status"] for h in history] == ["succeeded"]
+    assert cli("scheduler", "--once", "--json", home=home).stdout.strip() == "[]"  # done
     removed = cli("batch", "unschedule", "every-minute", home=home)
     assert removed.returncode == 0
     assert cli("batch", "unschedule", "every-minute", home=home).returncode == 4

@@ -26,6 +26,12 @@ def test_due_slots_catch_up_or_take_the_latest() -> None:
         [t(9, 0), t(9, 15), t(9, 30)]
     assert due_slots("*/15 * * * *", t(9, 0), t(9, 40), catchup=False) == [t(9, 30)]
     assert due_slots("*/15 * * * *", t(9, 0), t(8, 59), catchup=True) == []
+    assert due_slots("*/15 * * * *", t(9, 0), t(8, 59), catchup=False) == []
+    assert due_slots("*/15 * * * *", t(9, 0), t(9, 30), catchup=False) == [t(9, 30)]  # inclusive
+    assert due_slots("*/15 * * * *", t(9, 0), t(9, 0), catchup=False) == [t(9, 0)]
+    # a year of missed minutes: only the latest runs, found without walking the year
+    year_ago = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    assert due_slots("* * * * *", year_ago, t(9, 40), catchup=False) == [t(9, 40)]
 
 
 class Clock:

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 import modelport
-from modelport.batch.scoring import ChunkScorer, RunMeta, _constant, _numpy_view, _to_arrow
+from modelport.batch.scoring import ChunkScorer, RunMeta, _constant, _to_arrow
+from modelport.core.arrow import numpy_view
 from modelport.errors import ConfigurationError, InvalidInputError
 
 from .conftest import FEATURES, frame
@@ -115,7 +116,7 @@ def test_output_columns_built_from_buffers_equal_pyarrow_conversion(values: np.n
     pa.array(np.arange(4, dtype=np.float32)),
 ])
 def test_input_views_equal_to_numpy(column: pa.Array) -> None:
-    view = _numpy_view(column)
+    view = numpy_view(column)
     expected = column.to_numpy(zero_copy_only=False)
     assert view is not None and view.dtype == expected.dtype
     np.testing.assert_array_equal(view, expected)
@@ -124,7 +125,7 @@ def test_input_views_equal_to_numpy(column: pa.Array) -> None:
 @pytest.mark.parametrize("column", [pa.array([1.0, None]), pa.array([True, False]),
                                     pa.array(["a", "b"])])
 def test_columns_with_nulls_or_other_types_take_the_arrow_path(column: pa.Array) -> None:
-    assert _numpy_view(column) is None
+    assert numpy_view(column) is None
 
 
 def test_fast_and_arrow_coercion_give_the_same_batch(classifier_bundle: Path) -> None:

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +87,16 @@ def next_slot(expression: str, after: datetime) -> datetime:
 def due_slots(expression: str, first: datetime, now: datetime, *, catchup: bool) -> list[datetime]:
     """The slots from ``first`` (due, inclusive) up to ``now`` that should run now.
 
-    With ``catchup`` every missed slot runs, oldest first; otherwise only the latest one does.
+    With ``catchup`` every missed slot runs, oldest first; otherwise only the latest one does
+    (found directly: a scheduler that was down for months must not walk every minute since).
     """
+    if first > now:
+        return []
+    if not catchup:
+        latest = _utc(_cron(expression, now + timedelta(seconds=1)).get_prev(datetime))
+        while latest > now:
+            latest = _utc(_cron(expression, latest).get_prev(datetime))
+        return [max(latest, first)]
     slots: list[datetime] = []
     slot = first
     while slot <= now:
@@ -245,9 +253,9 @@ class Scheduler:
             if not slots:
                 continue
             after = next_slot(job.cron, max(slots[-1], now))
-            missed = due_slots(job.cron, job.next_slot, now, catchup=True)
-            if len(missed) > len(slots):
-                log.info("job %s: skipping %d missed slot(s)", job.name, len(missed) - len(slots))
+            if slots[0] > job.next_slot:
+                log.info("job %s: skipping the slots missed from %s to %s (no catch-up)",
+                         job.name, job.next_slot.isoformat(), slots[0].isoformat())
             for i, slot in enumerate(slots):
                 advance = after if i == len(slots) - 1 else slots[i + 1]
                 outcomes.append(self._run_slot(job, slot, advance))

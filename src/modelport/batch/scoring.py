@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from modelport.bundle.signature import Signature
-from modelport.core.arrow import column_to_arrow
+from modelport.core.arrow import column_to_arrow, numpy_view
 from modelport.core.batch import Batch, Result
 from modelport.errors import ConfigurationError, InvalidInputError
 
@@ -195,9 +195,6 @@ def check_schema(signature: Signature, keep: Sequence[str], schema: pa.Schema) -
 # to those conversions for every other kind of column.
 
 #: Arrow types laid out as NumPy arrays are (one fixed-width value per row)
-_NUMPY_TYPES = {"int8": "i1", "int16": "i2", "int32": "i4", "int64": "i8", "uint8": "u1",
-                "uint16": "u2", "uint32": "u4", "uint64": "u8", "halffloat": "f2",
-                "float": "f4", "double": "f8"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -208,24 +205,11 @@ def _numpy_views(inputs: pa.RecordBatch, signature: Signature) -> dict[str, Any]
         return None
     columns: dict[str, Any] = {}
     for name, column in zip(inputs.schema.names, inputs.columns, strict=True):
-        view = _numpy_view(column)
+        view = numpy_view(column)
         if view is None:
             return None
         columns[name] = view
     return columns
-
-
-def _numpy_view(column: pa.Array) -> np.ndarray[Any, Any] | None:
-    """A null-free numeric column as a read-only view of its values (``to_numpy()``'s)."""
-    code = _NUMPY_TYPES.get(str(column.type))
-    if code is None or column.null_count or not isinstance(column, pa.Array):
-        return None
-    dtype = np.dtype(code)
-    data = column.buffers()[1]
-    if data is None or not len(column):
-        return np.zeros(0, dtype)
-    return np.frombuffer(data, dtype=dtype, count=len(column),
-                         offset=column.offset * dtype.itemsize)
 
 
 def _to_arrow(values: np.ndarray[Any, Any]) -> pa.Array:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ def registry_from(args: argparse.Namespace) -> Registry:
 
 
 def to_plain(value: Any) -> Any:
-    """JSON-safe plain Python for NumPy scalars/arrays, paths and nested containers."""
+    """JSON-safe plain Python for NumPy scalars/arrays, paths, times and nested containers."""
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -46,6 +47,8 @@ def to_plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
     if isinstance(value, float) and value != value:
         return None
     return value
