@@ -204,3 +204,212 @@ def test_passthrough_fields_may_not_shadow_output_fields(runner: Runner) -> None
     with pytest.raises(ConfigurationError, match="label"):
         StreamLoop(runner, ListSource([], journal), ListSink(journal),
                    options=StreamOptions(passthrough=("label",)))
+
+
+# ---------------------------------------------------------------------------- pipelined sinks
+class PipelinedListSink(ListSink):
+    """A broker-like sink: ``send`` queues, ``flush`` makes the queue durable — or fails, and
+    then what was queued is lost, as when a broker never acknowledged it."""
+
+    def __init__(self, journal: list[str], failures: Sequence[SinkError] = (),
+                 label: str = "") -> None:
+        super().__init__(journal, failures)
+        self.label = label
+        self.queued: list[Output] = []
+
+    def send(self, outputs: Sequence[Output]) -> None:
+        self.journal.append(f"send{self.label} {len(outputs)}")
+        self.queued.extend(outputs)
+
+    def flush(self) -> None:
+        if self.failures:
+            self.journal.append(f"flush{self.label} failed")
+            self.queued = []
+            raise self.failures.pop(0)
+        self.journal.append(f"flush{self.label}")
+        self.outputs.extend(self.queued)
+        self.queued = []
+
+
+class JournalingSource(ListSource):
+    """Journals each poll and close; ``revoke_at`` makes the n-th poll revoke partitions first,
+    calling the worker's hook from inside ``poll`` as a Kafka consumer does."""
+
+    def __init__(self, messages: Sequence[Message], journal: list[str],
+                 revoke_at: int | None = None) -> None:
+        super().__init__(messages, journal)
+        self.revoke_at = revoke_at
+        self.polls = 0
+        self.on_revoke: Any = None
+
+    def start(self, on_revoke: Any = None) -> None:
+        self.on_revoke = on_revoke
+
+    def poll(self, max_messages: int, timeout_s: float) -> list[Message]:
+        self.polls += 1
+        if self.polls == self.revoke_at:
+            self.journal.append("revoke")
+            self.on_revoke([("in", 0)])
+        out = super().poll(max_messages, timeout_s)
+        self.journal.append(f"poll {len(out)}")
+        return out
+
+    def close(self) -> None:
+        self.journal.append("close")
+        super().close()
+
+
+class JournalingModel:
+    """Wraps a predictor and journals each prediction call with its batch size."""
+
+    def __init__(self, inner: Any, journal: list[str]) -> None:
+        self.inner = inner
+        self.journal = journal
+
+    def predict(self, batch: Batch) -> Result:
+        self.journal.append(f"predict {batch.n_rows}")
+        return self.inner.predict(batch)  # type: ignore[no-any-return]
+
+
+def _most_in_flight(journal: list[str]) -> int:
+    """The most batches ever sent but not yet committed, going through the journal."""
+    in_flight = most = 0
+    for entry in journal:
+        if entry.startswith("send "):
+            in_flight += 1
+            most = max(most, in_flight)
+        elif entry.startswith("commit"):
+            in_flight -= 1
+    return most
+
+
+def test_a_pipelined_sink_acknowledges_a_batch_while_the_next_one_is_predicted(
+    runner: Runner
+) -> None:
+    journal: list[str] = []
+    runner.predictor = JournalingModel(runner.predictor, journal)  # type: ignore[assignment]
+    messages = [_msg(i, record(i)) for i in range(5)]
+    source = JournalingSource(messages, journal)
+    sink = PipelinedListSink(journal)
+    registry = CollectorRegistry()
+    loop = StreamLoop(runner, source, sink, options=StreamOptions(max_batch=2),
+                      metrics=StreamMetrics(registry))
+    loop.start()
+    for _ in range(4):
+        loop.run_once()
+    assert journal == [
+        "poll 2", "predict 2", "send 2",
+        "poll 2", "predict 2", "flush", "commit 2", "send 2",  # batch 1 durable, then committed
+        "poll 1", "predict 1", "flush", "commit 2", "send 1",
+        "poll 0", "flush", "commit 1",  # idle: the last batch is not left uncommitted
+    ]
+    assert _most_in_flight(journal) == 1
+    assert [o.source.offset for o in sink.outputs] == list(range(5))
+    assert source.committed == messages
+    assert registry.get_sample_value("modelport_stream_commits_total") == 3
+    assert registry.get_sample_value("modelport_stream_processing_seconds_count") == 3
+
+
+def test_stop_finishes_the_batch_in_flight_of_a_pipelined_sink_before_closing(
+    runner: Runner
+) -> None:
+    journal: list[str] = []
+
+    class StopsWhilePolling(JournalingSource):
+        def poll(self, max_messages: int, timeout_s: float) -> list[Message]:
+            loop.stop()
+            return super().poll(max_messages, timeout_s)
+
+    source = StopsWhilePolling([_msg(i, record(i)) for i in range(5)], journal)
+    loop = StreamLoop(runner, source, PipelinedListSink(journal),
+                      options=StreamOptions(max_batch=3))
+    totals = loop.run()
+    assert journal == ["poll 3", "send 3", "flush", "commit 3", "close"]
+    assert totals.messages == 3 and len(source.committed) == 3
+
+
+def test_a_revocation_during_poll_commits_the_batch_in_flight_before_the_partitions_go(
+    runner: Runner
+) -> None:
+    journal: list[str] = []
+    source = JournalingSource([_msg(i, record(i)) for i in range(4)], journal, revoke_at=2)
+    sink = PipelinedListSink(journal)
+    loop = StreamLoop(runner, source, sink, options=StreamOptions(max_batch=2))
+    loop.start()
+    for _ in range(3):
+        loop.run_once()
+    assert journal == [
+        "poll 2", "send 2",
+        "revoke", "flush", "commit 2", "poll 2", "send 2",  # committed inside poll
+        "poll 0", "flush", "commit 2",
+    ]
+    assert _most_in_flight(journal) == 1
+    assert len(source.committed) == 4
+
+
+def test_a_failed_flush_sends_the_batch_again_and_loses_nothing(runner: Runner) -> None:
+    journal: list[str] = []
+    sleeps: list[float] = []
+    messages = [_msg(i, record(i)) for i in range(3)]
+    source = JournalingSource(messages, journal)
+    sink = PipelinedListSink(journal, failures=[SinkError("broker unreachable")])
+    loop = StreamLoop(runner, source, sink,
+                      options=StreamOptions(backoff=Backoff(initial_s=0.5)),
+                      sleep=sleeps.append)
+    loop.start()
+    loop.run_once()
+    loop.run_once()
+    assert journal == ["poll 3", "send 3", "poll 0", "flush failed", "send 3", "flush",
+                       "commit 3"]
+    assert sleeps == [0.5]
+    assert [o.source.offset for o in sink.outputs] == [0, 1, 2]
+    assert source.committed == messages
+
+
+def test_a_batch_whose_flush_fails_for_good_is_never_committed(runner: Runner) -> None:
+    journal: list[str] = []
+    source = JournalingSource([_msg(0, record(0))], journal)
+    sink = PipelinedListSink(journal, failures=[SinkError("topic deleted", transient=False)])
+    loop = StreamLoop(runner, source, sink)
+    loop.start()
+    loop.run_once()
+    with pytest.raises(SinkError, match="topic deleted"):
+        loop.run_once()
+    loop.close()  # does not try the failed batch again, and does not commit it
+    assert journal == ["poll 1", "send 1", "poll 0", "flush failed", "close"]
+    assert source.committed == []
+
+
+def test_dead_letters_on_their_own_pipelined_sink_are_flushed_before_the_commit(
+    runner: Runner
+) -> None:
+    journal: list[str] = []
+    source = JournalingSource([_msg(0, record(0)), _msg(1, b"{broken")], journal)
+    sink = PipelinedListSink(journal, label=" out")
+    dead = PipelinedListSink(journal, label=" dlq")
+    loop = StreamLoop(runner, source, sink, dead_letters=dead, dead_letter_topic="in.dlq")
+    loop.start()
+    loop.run_once()
+    loop.run_once()
+    assert journal == ["poll 2", "send out 1", "send dlq 1", "poll 0", "flush out",
+                       "flush dlq", "commit 2"]
+    assert [o.dead_letter for o in sink.outputs + dead.outputs] == [False, True]
+
+
+def test_exactly_once_keeps_one_transaction_per_batch_without_pipelining(
+    runner: Runner
+) -> None:
+    journal: list[str] = []
+
+    class TransactionalListSink(PipelinedListSink):
+        def write_and_commit(self, outputs: Sequence[Output], messages: Sequence[Message],
+                             source: Any) -> None:
+            self.journal.append(f"transaction {len(outputs)}/{len(messages)}")
+
+    source = JournalingSource([_msg(i, record(i)) for i in range(3)], journal)
+    loop = StreamLoop(runner, source, TransactionalListSink(journal),
+                      options=StreamOptions(max_batch=2, exactly_once=True))
+    loop.start()
+    for _ in range(3):
+        loop.run_once()
+    assert journal == ["poll 2", "transaction 2/2", "poll 1", "transaction 1/1", "poll 0"]

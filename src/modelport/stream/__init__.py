@@ -2,9 +2,9 @@
 topic, a stream or a database table, committed only after the outputs are durable.
 
 Pieces: :class:`~modelport.stream.source.Source` and :class:`~modelport.stream.sink.Sink`
-(protocols), their Kafka / Redis Streams / SQL implementations, the
-:class:`~modelport.stream.loop.StreamLoop` that ties them to a model, and
-:class:`~modelport.stream.metrics.StreamMetrics`.
+(protocols; a :class:`~modelport.stream.sink.PipelinedSink` sends and flushes apart), their
+Kafka / Redis Streams / SQL implementations, the :class:`~modelport.stream.loop.StreamLoop` that
+ties them to a model, and :class:`~modelport.stream.metrics.StreamMetrics`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from modelport.stream.endpoints import Endpoint, open_sink, open_source, parse
 from modelport.stream.loop import Backoff, BatchReport, StreamLoop, StreamOptions
 from modelport.stream.message import Message, Output
 from modelport.stream.metrics import StreamMetrics
-from modelport.stream.sink import Sink, SinkError, TransactionalSink
+from modelport.stream.sink import PipelinedSink, Sink, SinkError, TransactionalSink
 from modelport.stream.source import Source
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Message",
     "MessageCodec",
     "Output",
+    "PipelinedSink",
     "Sink",
     "SinkError",
     "Source",

@@ -1,9 +1,10 @@
 """Kafka through confluent-kafka (librdkafka): a consumer-group ``Source`` and a producer ``Sink``.
 
 The source never auto-commits: the worker commits offsets synchronously after the sink has the
-outputs. The sink waits for every delivery report (``acks=all``, idempotent producer) before
-``write`` returns. With a ``transactional_id`` the sink offers exactly-once: produce and the
-consumer's offsets go into one Kafka transaction.
+outputs. The sink's ``flush`` (and ``write``) waits for every delivery report (``acks=all``,
+idempotent producer); ``send`` only produces, so the worker can predict meanwhile. With a
+``transactional_id`` the sink offers exactly-once: produce and the consumer's offsets go into one
+Kafka transaction.
 """
 
 from __future__ import annotations
@@ -220,16 +221,21 @@ class KafkaSink:
                 except KafkaException as exc:
                     raise SinkError(f"cannot produce to {out.topic or default}: {exc}") from None
 
-    def write(self, outputs: Sequence[Output]) -> None:
-        self._failed = []
+    def send(self, outputs: Sequence[Output]) -> None:
         self._produce_all(outputs)
+
+    def flush(self) -> None:
         left = self._producer().flush(self.flush_timeout_s)
+        failed, self._failed = self._failed, []
         if left:
             raise SinkError(f"{left} messages not acknowledged by {self.bootstrap} within "
                             f"{self.flush_timeout_s:.0f}s")
-        if self._failed:
-            raise SinkError(f"{len(self._failed)} messages not delivered: "
-                            f"{self._failed[0].str()}")
+        if failed:
+            raise SinkError(f"{len(failed)} messages not delivered: {failed[0].str()}")
+
+    def write(self, outputs: Sequence[Output]) -> None:
+        self.send(outputs)
+        self.flush()
 
     def write_and_commit(
         self, outputs: Sequence[Output], messages: Sequence[Message], source: Source

@@ -14,6 +14,15 @@ Because the commit follows the durable write, a crash anywhere loses nothing and
 the batch in flight (at-least-once); SQL sinks upsert, so they keep one row per input. With
 ``exactly_once`` a :class:`~modelport.stream.sink.TransactionalSink` writes the outputs and the
 commit in one transaction. ``stop()`` (SIGTERM) lets the batch in flight finish and commit.
+
+With a :class:`~modelport.stream.sink.PipelinedSink` (Kafka) the write is split so that the
+broker acknowledges batch N while batch N+1 is predicted::
+
+    poll N+1 → decode … encode N+1 → flush N (wait for acks) → commit N → send N+1
+
+Still only one batch is ever sent but not committed, so a crash repeats at most one batch. It is
+finished (flushed and committed) when a poll comes back empty, when the source is about to lose
+partitions (the revoke hook runs inside ``poll``), on ``stop()`` and on ``close()``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -40,13 +50,16 @@ from modelport.stream.codec import (
 )
 from modelport.stream.message import Message, Output
 from modelport.stream.metrics import StreamMetrics
-from modelport.stream.sink import Sink, SinkError, TransactionalSink
+from modelport.stream.sink import PipelinedSink, Sink, SinkError, TransactionalSink
 from modelport.stream.source import Source
 
 log = logging.getLogger("modelport.stream")
 
 #: called at named points of an iteration ("written": outputs durable, not yet committed)
 Failpoint = Callable[[str], None]
+
+#: outputs bound for one sink
+Write = tuple[Sink, list[Output]]
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,15 @@ class StreamOptions:
     backoff: Backoff = Backoff()
     lag_interval_s: float = 1.0
     refresh_interval_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A batch whose outputs were sent to a pipelined sink but are not yet known durable."""
+
+    messages: Sequence[Message]
+    writes: list[Write]
+    start: float
 
 
 @dataclass
@@ -120,6 +142,8 @@ class StreamLoop:
             passthrough=self.options.passthrough, dead_letter_topic=dead_letter_topic,
         )
         self._stop = threading.Event()
+        self._sent: _Sent | None = None
+        self._pipelined = not self.options.exactly_once and isinstance(sink, PipelinedSink)
         self._last_lag = 0.0
         self._last_refresh = clock()
         self.totals = BatchReport()
@@ -147,7 +171,8 @@ class StreamLoop:
         self.source.start(on_revoke=self._revoked)
 
     def run(self) -> BatchReport:
-        """Process batches until ``stop()``; then close the source (leaving the group)."""
+        """Process batches until ``stop()``; then finish the batch in flight and close the source
+        (leaving the group)."""
         self.start()
         log.info("stream worker started", extra={"source": self.source.name,
                                                  "sink": self.sink.name,
@@ -163,47 +188,80 @@ class StreamLoop:
         return self.totals
 
     def close(self) -> None:
-        self.source.close()
-        self.sink.close()
-        if self.dead_letters is not self.sink:
-            self.dead_letters.close()
+        """Finish the batch in flight, then leave the group and disconnect."""
+        try:
+            self.finish()
+        finally:
+            self.source.close()
+            self.sink.close()
+            if self.dead_letters is not self.sink:
+                self.dead_letters.close()
+
+    def finish(self) -> None:
+        """Wait until the batch in flight is durable, then commit it; nothing is left in flight.
+
+        Only pipelined sinks leave a batch in flight between iterations. If its delivery fails
+        for good the error is raised and the batch stays uncommitted (its messages come again).
+        """
+        sent, self._sent = self._sent, None
+        if sent is None:
+            return
+
+        def resend() -> None:  # what a failed flush did not deliver is not known: all again
+            self._send(sent.writes)
+            self._flush(sent.writes)
+
+        self._retry(lambda: self._flush(sent.writes), again=resend)
+        self._fail("written")
+        self.source.commit(sent.messages)
+        self._committed(sent.start)
 
     def _revoked(self, partitions: list[tuple[str, int]]) -> None:
-        # Everything processed so far is committed before the next poll, so nothing is left
-        # to commit here; the source drops read-but-unprocessed messages of these partitions.
+        # Runs inside poll. The batch in flight may hold messages of these partitions: commit
+        # it while they are still ours, or their next owner repeats it. Everything before it is
+        # committed already; the source drops read-but-unprocessed messages of these partitions.
         if self.metrics is not None:
             self.metrics.revocations.inc()
         log.info("partitions revoked", extra={"partitions": [f"{t}/{p}" for t, p in partitions]})
+        self.finish()
 
     # ------------------------------------------------------------------ one batch
     def run_once(self) -> BatchReport:
         opts = self.options
         self._maybe_refresh()
         messages = self.source.poll(opts.max_batch, opts.max_wait_ms / 1000.0)
-        report = self.process(messages) if messages else BatchReport()
+        if messages:
+            report = self.process(messages)
+        else:  # idle: do not leave the batch in flight uncommitted until the next message
+            self.finish()
+            report = BatchReport()
         self._update_lag()
         return report
 
     def process(self, messages: Sequence[Message]) -> BatchReport:
+        """Predict ``messages`` and deliver the outputs; with a pipelined sink, the previous
+        batch is finished here and this one is left in flight (see :meth:`finish`)."""
         start = self.clock()
         outputs, dead = self._predict(messages, start)
+        writes = self._writes(outputs, dead)
         if self.options.exactly_once:
             assert isinstance(self.sink, TransactionalSink)
             both = [*outputs, *dead]
             self._retry(lambda: self.sink.write_and_commit(  # type: ignore[attr-defined]
                 both, messages, self.source))
             self._fail("written")
+            self._committed(start)
+        elif self._pipelined:
+            self.finish()  # the previous batch, acknowledged while this one was predicted
+            self._retry(lambda: self._send(writes))
+            self._sent = _Sent(messages, writes, start)
         else:
-            if self.dead_letters is self.sink:
-                self._write(self.sink, [*outputs, *dead])
-            else:
-                self._write(self.sink, outputs)
-                self._write(self.dead_letters, dead)
+            for sink, outs in writes:
+                self._retry(partial(sink.write, outs))
             self._fail("written")
             self.source.commit(messages)
-        self._fail("committed")
-        seconds = self.clock() - start
-        report = BatchReport(len(messages), len(outputs), len(dead), seconds)
+            self._committed(start)
+        report = BatchReport(len(messages), len(outputs), len(dead), self.clock() - start)
         self._account(messages, report, dead)
         return report
 
@@ -309,15 +367,37 @@ class StreamLoop:
         return None, out
 
     # ------------------------------------------------------------------ delivery
-    def _write(self, sink: Sink, outputs: list[Output]) -> None:
-        if outputs:
-            self._retry(lambda: sink.write(outputs))
+    def _writes(self, outputs: list[Output], dead: list[Output]) -> list[Write]:
+        if self.dead_letters is self.sink:
+            both = [*outputs, *dead]
+            return [(self.sink, both)] if both else []
+        return [(sink, outs) for sink, outs in ((self.sink, outputs), (self.dead_letters, dead))
+                if outs]
 
-    def _retry(self, action: Callable[[], None]) -> None:
+    @staticmethod
+    def _send(writes: list[Write]) -> None:
+        for sink, outputs in writes:
+            if isinstance(sink, PipelinedSink):
+                sink.send(outputs)
+            else:  # e.g. dead letters to Redis next to a Kafka sink: durable at once
+                sink.write(outputs)
+
+    @staticmethod
+    def _flush(writes: list[Write]) -> None:
+        for sink, _ in writes:
+            if isinstance(sink, PipelinedSink):
+                sink.flush()
+
+    def _retry(self, action: Callable[[], None], again: Callable[[], None] | None = None) -> None:
+        """Run ``action``; after a transient :class:`SinkError` wait and run ``again`` (default:
+        ``action``) until it succeeds or the backoff is spent."""
         delays = self.options.backoff.delays()
         for attempt in range(len(delays) + 1):
             try:
-                action()
+                if attempt and again is not None:
+                    again()
+                else:
+                    action()
                 return
             except SinkError as exc:
                 if not exc.transient or attempt == len(delays):
@@ -332,6 +412,12 @@ class StreamLoop:
             self.failpoint(point)
 
     # ------------------------------------------------------------------ accounting
+    def _committed(self, start: float) -> None:
+        self._fail("committed")
+        if self.metrics is not None:
+            self.metrics.processing.observe(self.clock() - start)
+            self.metrics.commits.inc()
+
     def _account(self, messages: Sequence[Message], report: BatchReport,
                  dead: list[Output]) -> None:
         totals = self.totals
@@ -348,8 +434,6 @@ class StreamLoop:
                 m.messages_in.labels(topic).inc(n)
             m.messages_out.inc(report.outputs)
             m.batch_size.observe(report.messages)
-            m.processing.observe(report.seconds)
-            m.commits.inc()
         if report.dead_letters:
             log.warning("dead-lettered %d of %d messages", report.dead_letters, report.messages)
             if m is not None:

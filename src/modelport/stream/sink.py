@@ -5,6 +5,10 @@ Implementations: :class:`modelport.stream.kafka.KafkaSink` (a topic; delivery re
 :class:`modelport.stream.sql.SqlSink` (an upserted table). A sink raises :class:`SinkError`
 when it could not store everything; the worker retries the whole write with backoff, which is
 safe because every sink is at-least-once and SQL sinks are idempotent.
+
+A :class:`PipelinedSink` (Kafka) also splits the write in two, ``send`` then ``flush``, so that
+the worker can predict the next batch while the broker acknowledges this one. Sinks that are
+synchronous by nature (SQL, Redis) only implement ``write``: there is nothing to overlap.
 """
 
 from __future__ import annotations
@@ -39,6 +43,28 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush what is left and disconnect."""
+
+
+@runtime_checkable
+class PipelinedSink(Sink, Protocol):
+    """A sink whose durable write is ``send`` (start delivery) followed by ``flush`` (wait).
+
+    The worker sends a batch, predicts the next one while the sink delivers, then flushes and
+    commits the first. ``write(outputs)`` must equal ``send(outputs)`` then ``flush()``.
+    """
+
+    def send(self, outputs: Sequence[Output]) -> None:
+        """Start storing ``outputs`` and return without waiting for them to be durable.
+
+        May raise :class:`SinkError` when the sink refuses them at once; delivery failures
+        surface in the next ``flush``.
+        """
+
+    def flush(self) -> None:
+        """Return once everything sent so far is durable; raise :class:`SinkError` otherwise.
+
+        After an error the worker sends the batch again (at-least-once: repeats, never gaps).
+        """
 
 
 @runtime_checkable
