@@ -37,6 +37,17 @@ def test_a_wrong_source_is_one_line_and_exit_code_2(
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("sink", ["postgresql://postgres@127.0.0.1/test", "redis://127.0.0.1:6379/0/out"])
+def test_exactly_once_with_a_sink_outside_kafka_is_refused_at_start(
+    sink: str, classifier_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["stream", "run", str(classifier_bundle), "--source", "kafka://127.0.0.1:9/in",
+                 "--sink", sink, "--table", "t", "--exactly-once"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--exactly-once needs a Kafka source" in err and err.count("\n") == 1
+
+
 def test_a_missing_topic_says_to_create_it(
     noida_broker: Broker, classifier_bundle: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,7 +18,15 @@ from modelport.bundle.model import load_bundle
 from modelport.core.batch import Batch, Result
 from modelport.core.runner import Runner
 from modelport.errors import ConfigurationError
-from modelport.stream import Backoff, Message, Output, SinkError, StreamLoop, StreamMetrics
+from modelport.stream import (
+    Backoff,
+    Message,
+    Output,
+    RefusedOutputs,
+    SinkError,
+    StreamLoop,
+    StreamMetrics,
+)
 from modelport.stream.loop import StreamOptions
 from tests.stream.conftest import record  # type: ignore[import-not-found]
 
@@ -152,6 +160,43 @@ def test_bad_messages_become_dead_letters_and_the_rest_still_predict_together(
     assert value("modelport_stream_messages_in_total", {"topic": "in"}) == 6
     assert value("modelport_stream_messages_out_total") == 2
     assert value("modelport_stream_batch_size_count") == 1
+
+
+class RefusesOffsets(ListSink):
+    """Stores every output except those of the given input offsets, which it refuses for good
+    (as a database refuses a value too long for its column)."""
+
+    def __init__(self, journal: list[str], refuse: set[int]) -> None:
+        super().__init__(journal)
+        self.refuse = refuse
+
+    def write(self, outputs: Sequence[Output]) -> None:
+        refused = [(o, "value too long for type character varying(255)") for o in outputs
+                   if o.source.offset in self.refuse]
+        self.journal.append(f"write {len(outputs) - len(refused)}")
+        self.outputs.extend(o for o in outputs if o.source.offset not in self.refuse)
+        if refused:
+            raise RefusedOutputs("refused", refused)
+
+
+def test_outputs_a_sink_refuses_for_good_become_dead_letters_and_the_stream_moves_on(
+    runner: Runner
+) -> None:
+    journal: list[str] = []
+    source = ListSource([_msg(i, record(i)) for i in range(5)], journal)
+    sink, dead_letters = RefusesOffsets(journal, {1, 3}), ListSink(journal)
+    loop = StreamLoop(runner, source, sink, dead_letters=dead_letters,
+                      dead_letter_topic="in.dlq")
+    report = loop.run_once()
+    assert (report.outputs, report.dead_letters) == (3, 2)
+    assert journal == ["write 3", "write 2", "commit 5"]  # dead letters durable before commit
+    assert [o.source.offset for o in sink.outputs] == [0, 2, 4]
+    headers = [dict(o.headers) for o in dead_letters.outputs]
+    assert [h["source-offset"] for h in headers] == [b"1", b"3"]
+    assert {h["error"] for h in headers} == {b"sink-refused"}
+    assert b"character varying(255)" in headers[0]["error-message"]
+    assert [o.value for o in dead_letters.outputs] == [source.committed[1].value,
+                                                        source.committed[3].value]
 
 
 def test_transient_sink_errors_are_retried_with_backoff_before_the_commit(

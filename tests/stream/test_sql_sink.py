@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from modelport.stream import Message, MessageCodec, SinkError
+from modelport.stream import Message, MessageCodec, RefusedOutputs, SinkError
 from modelport.stream.sql import SqlSink
 from tests.stream.conftest import free_port, unique  # type: ignore[import-not-found]
 
@@ -124,3 +124,36 @@ def test_a_key_column_missing_from_the_outputs_is_explained(tmp_path: Path) -> N
     sink.start()
     with pytest.raises(ConfigurationError, match="--passthrough"):
         sink.write(_outputs(1))
+
+
+def test_rows_the_database_refuses_are_named_and_the_others_stored(database: str) -> None:
+    table = unique("refused").replace("-", "_")
+    sink = SqlSink(database, table, key_columns=("customer",))
+    outputs = _outputs(9)
+    for bad in (outputs[2], outputs[7]):  # no business key: the primary key refuses NULL
+        assert bad.record is not None
+        bad.record = {**bad.record, "customer": None}
+    try:
+        sink.start()
+        sink.write(outputs[:1])  # creates the table
+        with pytest.raises(RefusedOutputs) as refused:
+            sink.write(outputs)
+        assert [o.source.offset for o, _ in refused.value.refused] == [2, 7]
+        assert all(reason for _, reason in refused.value.refused)
+        assert not refused.value.transient
+        sink.close()
+        assert {row._mapping["customer"] for row in _rows(database, table)} == {0, 1, 2}
+    finally:
+        _drop(database, table)
+
+
+def test_a_table_does_not_take_dead_letters(database: str) -> None:
+    from modelport.errors import ConfigurationError
+
+    codec = MessageCodec(model="fraud", version=2, dead_letter_topic="events.dlq")
+    letter = codec.dead_letter(Message("events", 0, 1, b"k", b"{"), "malformed", "not JSON")
+    sink = SqlSink(database, unique("dl").replace("-", "_"))
+    sink.start()
+    with pytest.raises(ConfigurationError, match="dead-letter topic"):
+        sink.write([letter])
+    sink.close()

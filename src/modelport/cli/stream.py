@@ -161,6 +161,13 @@ def _run(args: argparse.Namespace) -> int:
         source_at.with_name(f"{source_at.name}.dlq")
     if dead_at.kind == "sql":
         raise ConfigurationError("--dead-letter must be a Kafka topic or a Redis stream")
+    if args.exactly_once and not (
+            source_at.kind == sink_at.kind == dead_at.kind == "kafka"
+            and sink_at.location == dead_at.location):
+        raise ConfigurationError(
+            "--exactly-once needs a Kafka source, a Kafka sink and a dead-letter topic on the "
+            "sink's cluster (one transaction holds the outputs, the dead letters and the "
+            "source offsets); drop --exactly-once for other sources and sinks")
     if source_at.kind == "kafka":
         from modelport.stream.kafka import wait_for_topics
 

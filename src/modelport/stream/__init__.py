@@ -14,7 +14,13 @@ from modelport.stream.endpoints import Endpoint, open_sink, open_source, parse
 from modelport.stream.loop import Backoff, BatchReport, StreamLoop, StreamOptions
 from modelport.stream.message import Message, Output
 from modelport.stream.metrics import StreamMetrics
-from modelport.stream.sink import PipelinedSink, Sink, SinkError, TransactionalSink
+from modelport.stream.sink import (
+    PipelinedSink,
+    RefusedOutputs,
+    Sink,
+    SinkError,
+    TransactionalSink,
+)
 from modelport.stream.source import Source
 
 __all__ = [
@@ -25,6 +31,7 @@ __all__ = [
     "MessageCodec",
     "Output",
     "PipelinedSink",
+    "RefusedOutputs",
     "Sink",
     "SinkError",
     "Source",

@@ -36,6 +36,7 @@ RESERVED_FIELDS = (
 MALFORMED = "malformed"
 INVALID_INPUT = "invalid-input"
 PREDICTION_FAILED = "prediction-failed"
+SINK_REFUSED = "sink-refused"
 
 
 class MalformedMessageError(ValueError):

@@ -45,12 +45,19 @@ from modelport.stream.codec import (
     INVALID_INPUT,
     MALFORMED,
     PREDICTION_FAILED,
+    SINK_REFUSED,
     MalformedMessageError,
     MessageCodec,
 )
 from modelport.stream.message import Message, Output
 from modelport.stream.metrics import StreamMetrics
-from modelport.stream.sink import PipelinedSink, Sink, SinkError, TransactionalSink
+from modelport.stream.sink import (
+    PipelinedSink,
+    RefusedOutputs,
+    Sink,
+    SinkError,
+    TransactionalSink,
+)
 from modelport.stream.source import Source
 
 log = logging.getLogger("modelport.stream")
@@ -256,8 +263,10 @@ class StreamLoop:
             self._retry(lambda: self._send(writes))
             self._sent = _Sent(messages, writes, start)
         else:
-            for sink, outs in writes:
-                self._retry(partial(sink.write, outs))
+            refused = self._write_each(writes)
+            if refused:
+                outputs = [o for o in outputs if o.source.position not in refused]
+                dead = [*dead, *refused.values()]
             self._fail("written")
             self.source.commit(messages)
             self._committed(start)
@@ -373,6 +382,25 @@ class StreamLoop:
             return [(self.sink, both)] if both else []
         return [(sink, outs) for sink, outs in ((self.sink, outputs), (self.dead_letters, dead))
                 if outs]
+
+    def _write_each(self, writes: list[Write]) -> dict[str, Output]:
+        """Write synchronously. Messages whose outputs a sink refused for good (having stored
+        the rest) become dead letters, written here; returns them by message position."""
+        refused: dict[str, Output] = {}
+        for sink, outs in writes:
+            try:
+                self._retry(partial(sink.write, outs))
+            except RefusedOutputs as exc:
+                for output, reason in exc.refused:
+                    message = output.source
+                    if message.position not in refused:
+                        refused[message.position] = self.codec.dead_letter(
+                            message, SINK_REFUSED, f"{sink.name} refused the prediction: {reason}")
+        if refused:
+            log.warning("%d messages refused by the sink go to the dead-letter destination",
+                        len(refused))
+            self._retry(partial(self.dead_letters.write, list(refused.values())))
+        return refused
 
     @staticmethod
     def _send(writes: list[Write]) -> None:

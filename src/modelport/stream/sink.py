@@ -4,7 +4,8 @@ Implementations: :class:`modelport.stream.kafka.KafkaSink` (a topic; delivery re
 :class:`modelport.stream.redis_streams.RedisStreamSink` (a stream) and
 :class:`modelport.stream.sql.SqlSink` (an upserted table). A sink raises :class:`SinkError`
 when it could not store everything; the worker retries the whole write with backoff, which is
-safe because every sink is at-least-once and SQL sinks are idempotent.
+safe because every sink is at-least-once and SQL sinks are idempotent. A sink that refuses some
+outputs for good, having stored the rest, raises :class:`RefusedOutputs` naming them.
 
 A :class:`PipelinedSink` (Kafka) also splits the write in two, ``send`` then ``flush``, so that
 the worker can predict the next batch while the broker acknowledges this one. Sinks that are
@@ -29,6 +30,16 @@ class SinkError(StorageError):
     def __init__(self, message: str, *, transient: bool = True) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class RefusedOutputs(SinkError):
+    """The sink stored every output but ``refused``: those it will never take for their content
+    (a value too long for its column, a constraint), each with the reason. The worker sends
+    their messages to the dead-letter destination instead of stopping on them."""
+
+    def __init__(self, message: str, refused: Sequence[tuple[Output, str]]) -> None:
+        super().__init__(message, transient=False)
+        self.refused = list(refused)
 
 
 @runtime_checkable

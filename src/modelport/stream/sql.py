@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from modelport.errors import ConfigurationError
 from modelport.stream.message import Output
-from modelport.stream.sink import SinkError
+from modelport.stream.sink import RefusedOutputs, SinkError
 
 log = logging.getLogger("modelport.stream.sql")
 
@@ -74,23 +74,51 @@ class SqlSink:
             raise SinkError(f"database {self.name} unavailable: {exc.orig}") from None
 
     def write(self, outputs: Sequence[Output]) -> None:
-        rows = [_row(o) for o in outputs if o.record is not None]
-        if not rows:
+        """Upsert one row per prediction in one transaction.
+
+        Rows the database refuses for their content (PEP 249's data and integrity errors: a value
+        too long for its column, a NOT NULL or CHECK constraint) are found by bisection, every
+        other row is stored, and :class:`RefusedOutputs` names the refused ones. Any other
+        database error is a :class:`SinkError` (transient when the database is unreachable).
+        """
+        if any(o.dead_letter for o in outputs):
+            raise ConfigurationError(
+                "a database table cannot hold dead letters (the original messages); give the "
+                "worker a dead-letter topic or stream")
+        pairs = [(o, _row(o)) for o in outputs if o.record is not None]
+        if not pairs:
             return
-        engine = self._engine()
         try:
             if self.table is None:
-                self.table = self._create(rows)
+                self.table = self._create([row for _, row in pairs])
             names = set(self.table.columns.keys())
-            if not set(rows[0]) <= names:
-                rows = [{k: v for k, v in r.items() if k in names} for r in rows]
-            with engine.begin() as conn:
-                conn.execute(self._upsert(), rows)
+            if not set(pairs[0][1]) <= names:
+                pairs = [(o, {k: v for k, v in r.items() if k in names}) for o, r in pairs]
+            refused = self._upsert_apart(pairs)
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise SinkError(f"database {self.name} unavailable: {exc.orig}") from None
         except sa.exc.DBAPIError as exc:
             raise SinkError(f"writing to {self.name} failed: {exc.orig}", transient=False) \
                 from None
+        if refused:
+            raise RefusedOutputs(f"{self.name} refused {len(refused)} of {len(pairs)} rows; "
+                                 f"first: {refused[0][1]}", refused)
+
+    def _upsert_apart(self, pairs: list[tuple[Output, dict[str, Any]]]
+                      ) -> list[tuple[Output, str]]:
+        """Upsert ``pairs`` in one transaction; if the database refuses the content of some,
+        store the others (halving the batch until the refused rows stand alone)."""
+        try:
+            with self._engine().begin() as conn:
+                conn.execute(self._upsert(), [row for _, row in pairs])
+            return []
+        except (sa.exc.DataError, sa.exc.IntegrityError) as exc:
+            if len(pairs) == 1:
+                reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else \
+                    type(exc.orig).__name__
+                return [(pairs[0][0], reason[:500])]
+        middle = len(pairs) // 2
+        return self._upsert_apart(pairs[:middle]) + self._upsert_apart(pairs[middle:])
 
     def _create(self, rows: list[dict[str, Any]]) -> sa.Table:
         first = rows[0]
