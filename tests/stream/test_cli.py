@@ -114,3 +114,27 @@ def test_metrics_port_serves_counts_batches_and_lag_per_partition(
     logs = [json.loads(line) for line in w.output().splitlines() if line.startswith("{")]
     started = next(entry for entry in logs if entry["msg"] == "stream worker started")
     assert started["model"] == "fraud" and started["source"].endswith(src)
+
+
+def test_missing_output_and_dead_letter_topics_are_created_at_start(
+    broker: Broker, classifier_bundle: Path, workers: Any
+) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    src = broker.create_topic(unique("in"), partitions=3)
+    dst, dlq = unique("out"), unique("dead")
+    produce(broker, src, [(f"k{i}".encode(), json.dumps(record(i)).encode())
+                          for i in range(20)] + [(b"bad", b"{")])
+    w = workers([str(classifier_bundle), "--source", broker.uri(src), "--sink", broker.uri(dst),
+                 "--dead-letter", broker.uri(dlq), "--group", unique("g"), *broker_args(broker)])
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    deadline = time.monotonic() + 60  # made by the worker (a reader could auto-create them)
+    while not {dst, dlq} <= set(admin.list_topics(timeout=10).topics):
+        assert time.monotonic() < deadline and w.alive, w.output()
+        time.sleep(0.1)
+    assert len(read_topic(broker, dst, expect=20, timeout=90)) == 20
+    dead = read_topic(broker, dlq, expect=1, timeout=60)
+    assert [m.value() for m in dead] == [b"{"]
+    topics = admin.list_topics(timeout=10).topics
+    assert len(topics[dst].partitions) == len(topics[dlq].partitions) == 3  # as the source
+    assert w.terminate() == 0

@@ -172,6 +172,12 @@ def _run(args: argparse.Namespace) -> int:
         from modelport.stream.kafka import wait_for_topics
 
         wait_for_topics(source_at.location, [source_at.name])
+    for at in (sink_at, dead_at):  # outputs and dead letters need their topics from the start
+        if at.kind == "kafka":
+            from modelport.stream.kafka import ensure_topics
+
+            ensure_topics(at.location, [at.name],
+                          like=source_at.name if at.location == source_at.location else at.name)
 
     runner, refresh = _runner(args)
     group = args.group or f"modelport-{runner.name}"

@@ -291,3 +291,41 @@ def wait_for_topics(bootstrap: str, topics: Sequence[str], timeout_s: float = 10
             raise ConfigurationError(
                 f"topic {missing[0]!r} does not exist on {bootstrap}; create it first")
         time.sleep(0.2)
+
+
+def ensure_topics(bootstrap: str, topics: Sequence[str], *, like: str,
+                  timeout_s: float = 10.0) -> list[str]:
+    """Create those of ``topics`` that do not exist, with as many partitions as topic ``like``
+    (the source) and the cluster's default replication; return the names created.
+
+    A worker must not discover at its first dead letter that its dead-letter topic is missing on
+    a cluster without automatic topic creation: its writes would then retry until they time out
+    and the stream would stall. Kafka Connect creates its dead-letter topic the same way.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        meta = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise ConfigurationError(
+            f"cannot reach Kafka at {bootstrap} ({exc}); check the host and port") from None
+    missing = sorted({t for t in topics if t not in meta.topics})
+    if not missing:
+        return []
+    partitions = len(meta.topics[like].partitions) if like in meta.topics else 1
+    futures = admin.create_topics([NewTopic(t, partitions, -1) for t in missing],
+                                  request_timeout=timeout_s)
+    for topic, future in futures.items():
+        try:
+            future.result(timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue  # another worker of the group created it first
+            raise ConfigurationError(
+                f"topic {topic!r} does not exist on {bootstrap} and could not be created "
+                f"({err.str() if isinstance(err, KafkaError) else exc}); create it first") \
+                from None
+    log.info("created topics %s with %d partitions", missing, partitions)
+    return missing
