@@ -87,7 +87,7 @@ class ConvertedModelCache:
         classes = None if predictor.classes is None else [
             c.item() if isinstance(c, np.generic) else c for c in predictor.classes]
         meta = {"sha256": hashlib.sha256(data).hexdigest(), "classes": classes,
-                "labels_from_proba": getattr(predictor, "_class_array", None) is not None,
+                "labels_from_proba": predictor.labels_from_proba,
                 "reason": reason, "model": model.ref}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,8 @@ log = logging.getLogger("modelport.bundle")
 ONNX_FILE = "accelerated.onnx"
 CHECK_FILE = "accelerated-check.npz"
 CONVERTIBLE = ("sklearn", "xgboost", "lightgbm")
-_SETS = (("example", "example rows"), ("missing", "example rows with missing values"))
+#: the rows each stored answer set was computed on
+_SETS = {"example": "example rows", "missing": "example rows with missing values"}
 
 
 def attach(directory: Path, manifest: Manifest, *, trusted: bool) -> None:
@@ -81,7 +82,7 @@ def attach(directory: Path, manifest: Manifest, *, trusted: bool) -> None:
     (directory / ONNX_FILE).write_bytes(converted.onnx_bytes)
     manifest.accelerated = {
         "file": ONNX_FILE, "check": CHECK_FILE, "reason": reason,
-        "labels_from_proba": bool(getattr(converted, "_class_array", None) is not None),
+        "labels_from_proba": converted.labels_from_proba,
         "onnxruntime": version_of("onnxruntime"),
     }
 
@@ -95,9 +96,11 @@ def load_stored(manifest: Manifest, directory: Path, *, threads: int = 1
     info = manifest.accelerated or {}
     if "file" not in info:
         return None, str(info.get("error") or "the bundle stores no ONNX form")
-    try:
-        from modelport.flavors.onnx import OnnxPredictor
+    from modelport.flavors.base import version_of
+    from modelport.flavors.convert import parity_problem
+    from modelport.flavors.onnx import OnnxPredictor
 
+    try:
         classes = manifest.signature.classes
         predictor = OnnxPredictor(directory / str(info["file"]), signature=manifest.signature,
                                   classes=list(classes) if classes is not None else None,
@@ -109,13 +112,12 @@ def load_stored(manifest: Manifest, directory: Path, *, threads: int = 1
         for key, batch in _check_sets(directory, manifest):
             if f"{key}_n" not in expected:
                 continue
-            problem = _problem(_get(expected, key), predictor.predict(batch))
+            problem = parity_problem(_get(expected, key), predictor.predict(batch))
             if problem:
-                what = dict(_SETS)[key]
                 return None, (f"the stored ONNX form no longer matches the native model's "
-                              f"answers on the {what} under onnxruntime "
-                              f"{_ort_version()}: {problem}")
-            checked.append(dict(_SETS)[key])
+                              f"answers on the {_SETS[key]} under onnxruntime "
+                              f"{version_of('onnxruntime')}: {problem}")
+            checked.append(_SETS[key])
     except ModelportError as exc:
         return None, f"the stored ONNX form cannot be used: {exc.message}"
     except (OSError, ValueError, KeyError) as exc:
@@ -162,15 +164,3 @@ def _get(arrays: dict[str, np.ndarray[Any, Any]], key: str) -> Result:
         labels = labels.astype(object)
     return Result(n_rows=int(arrays[f"{key}_n"]), labels=labels,
                   probabilities=arrays.get(f"{key}_probabilities"))
-
-
-def _problem(expected: Result, got: Result) -> str:
-    from modelport.flavors.convert import parity_problem
-
-    return parity_problem(expected, got)
-
-
-def _ort_version() -> str:
-    from modelport.flavors.base import version_of
-
-    return str(version_of("onnxruntime"))

@@ -173,6 +173,11 @@ class OnnxPredictor(Predictor):
             out[name] = arr
         return out
 
+    @property
+    def labels_from_proba(self) -> bool:
+        """Whether labels are ``classes[argmax(probabilities)]`` rather than the graph's own."""
+        return self._class_array is not None
+
     def predict(self, batch: Batch) -> Result:
         try:
             values = self.native.run(None, self.feeds(batch))
