@@ -15,7 +15,7 @@ process with ``OMP_NUM_THREADS=1`` and is timed from its first message to its la
     still committing each batch only after its acks, with one batch in flight at most; (a) and
     (a') do not.
 
-Both producers use the same client settings (acks=all, idempotent, linger.ms=5, delivery
+Both producers use the same client settings (acks=all, idempotent, linger.ms=1, delivery
 reports for failures only); modelport's outputs also carry a ``request-id`` header, part of its
 output contract. Reports messages/s for each and the ratios (b)/(a) and (b)/(a'), with the load
 average before and after (the machine may be shared: compare ratios from one run, and use
@@ -56,7 +56,7 @@ PASSTHROUGH = textwrap.dedent("""
         if err is not None:
             failed.append(err)
     # the producer settings of modelport's KafkaSink, so only the work per message differs
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 1,
                          "enable.idempotence": True, "partitioner": "murmur2_random",
                          "delivery.report.only.error": True, "on_delivery": delivered})
     consumer.subscribe([src])

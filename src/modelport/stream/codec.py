@@ -17,6 +17,8 @@ input. The same flat record is what a SQL sink stores as a row.
 
 from __future__ import annotations
 
+import operator
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +26,7 @@ import orjson
 
 from modelport.core.batch import Result
 from modelport.errors import ConfigurationError
-from modelport.stream.message import REQUEST_ID_HEADER, Message, Output
+from modelport.stream.message import REQUEST_ID_HEADER, Message, Output, Outputs
 
 #: fields every output record has; passthrough fields may not reuse these names
 RESERVED_FIELDS = (
@@ -37,6 +39,13 @@ MALFORMED = "malformed"
 INVALID_INPUT = "invalid-input"
 PREDICTION_FAILED = "prediction-failed"
 SINK_REFUSED = "sink-refused"
+
+
+#: topic names written into JSON as they are (Kafka's own alphabet for topics is this one)
+_PLAIN = re.compile(r"[A-Za-z0-9._-]+")
+
+_key, _topic, _headers = (operator.attrgetter(a) for a in ("key", "topic", "headers"))
+_partition, _offset = operator.attrgetter("partition"), operator.attrgetter("offset")
 
 
 class MalformedMessageError(ValueError):
@@ -60,7 +69,7 @@ class MessageCodec:
             )
         self.model = model
         self.version = version
-        self.passthrough = tuple(passthrough)
+        self.passthrough = tuple(dict.fromkeys(passthrough))  # each field once, in order
         self.dead_letter_topic = dead_letter_topic
 
     def decode(self, message: Message) -> list[dict[str, Any]]:
@@ -120,60 +129,70 @@ class MessageCodec:
         result: Result,
         *,
         latency_ms: float,
-    ) -> list[Output]:
+    ) -> Sequence[Output]:
         """``encode`` for messages of one record each, with ``result`` row ``i`` for message ``i``.
 
-        The same outputs as ``encode(messages[i], 0, records[i], row i of result)``, built column
-        by column: no per-row prediction dicts and no per-message method calls.
+        The same outputs, byte for byte, as ``encode(messages[i], 0, records[i], row i of
+        result)``, built column by column: each field's values are serialized in one call
+        (:func:`json_values`) and poured into one bytes template per batch, so there is no
+        per-row dict, no per-row ``orjson.dumps`` and no object per message (:class:`Outputs`).
         """
-        if "label" in result.outputs or "probabilities" in result.outputs:  # they override
+        names = [str(c) for c in result.classes] if result.classes is not None else []
+        if ("label" in result.outputs or "probabilities" in result.outputs  # they override
+                or len(set(names)) != len(names)):  # dict() would merge equal names
             return [self.encode(m, 0, r, p, latency_ms=latency_ms) for m, r, p in zip(
                 messages, records, result.to_records(), strict=True)]
-        n = len(messages)
-        labels: list[Any] = result.labels.tolist() if result.labels is not None else [None] * n
-        probabilities: list[Any]
+        columns: list[list[bytes]] = []  # one per %b of the template, in order
+
+        def field(name: str, values: list[Any] | None, *, first: bool = False) -> str:
+            """The template text for one field; its values become the next column."""
+            text = ("{" if first else ",") + _literal(name) + ":"
+            if values is None:
+                return text + "null"
+            if _same(values):
+                return text + _literal(values[0])
+            columns.append(json_values(values))
+            return text + "%b"
+
+        keys = list(map(_key, messages))
+        parts = [field("key", [k.decode("utf-8", "replace") if k is not None else None
+                               for k in keys], first=True),
+                 field("label", result.labels.tolist() if result.labels is not None else None)]
         if result.probabilities is not None and result.classes is not None:
-            names = [str(c) for c in result.classes]
-            rows = result.probabilities.tolist()
-            if len(names) == 2:  # binary classifiers: a dict display beats dict(zip())
-                first, second = names
-                probabilities = [{first: a, second: b} for a, b in rows]
-            else:
-                probabilities = [dict(zip(names, row, strict=True)) for row in rows]
+            probabilities = result.probabilities
+            inner = ",".join(_literal(name) + ":%b" for name in names)
+            parts.append(',"probabilities":{' + inner + "}")
+            columns.extend(json_values(probabilities[:, j].tolist()) for j in range(len(names)))
         else:
-            probabilities = [None] * n
-        columns = [(k, v.tolist()) for k, v in result.outputs.items()]
-        extra: list[Any] = ([{k: col[i] for k, col in columns} for i in range(n)]
-                            if columns else [None] * n)
-        model, version, latency = self.model, self.version, round(latency_ms, 3)
-        passthrough, dumps, header = self.passthrough, orjson.dumps, REQUEST_ID_HEADER
-        outputs: list[Output] = []
-        append = outputs.append
-        for message, record, label, probs, more in zip(
-                messages, records, labels, probabilities, extra, strict=True):
-            key = message.key
-            request_id = (message.request_id if message.headers else
-                          f"{message.topic}/{message.partition}/{message.offset}")
-            out: dict[str, Any] = {
-                "key": key.decode("utf-8", "replace") if key is not None else None,
-                "label": label,
-                "probabilities": probs,
-                "model": model,
-                "model_version": version,
-                "input_topic": message.topic,
-                "input_partition": message.partition,
-                "input_offset": message.offset,
-                "input_index": 0,
-                "latency_ms": latency,
-                "request_id": request_id,
-            }
-            if more is not None:
-                out["outputs"] = more
-            for name in passthrough:
-                out[name] = record.get(name)
-            append(Output(message, dumps(out), key, [(header, request_id.encode())], out,
-                          None, 0))
-        return outputs
+            parts.append(',"probabilities":null')
+        topics = list(map(_topic, messages))
+        partitions, offsets = list(map(_partition, messages)), list(map(_offset, messages))
+        parts += [
+            ',"model":' + _literal(self.model),
+            ',"model_version":' + _literal(self.version),
+            field("input_topic", topics),
+            field("input_partition", partitions),
+            field("input_offset", offsets),
+            ',"input_index":0',
+            ',"latency_ms":' + _literal(round(latency_ms, 3)),
+        ]
+        request_ids = _positions(topics, partitions, offsets) if not any(
+            map(_headers, messages)) else None
+        if request_ids is not None:  # plain text: written between quotes as they are
+            parts.append(',"request_id":"%b"')
+            columns.append(request_ids)
+        else:
+            given = [m.request_id for m in messages]
+            parts.append(field("request_id", given))
+            request_ids = [r.encode() for r in given]
+        if result.outputs:
+            inner = ",".join(_literal(name) + ":%b" for name in result.outputs)
+            parts.append(',"outputs":{' + inner + "}")
+            columns.extend(json_values(v.tolist()) for v in result.outputs.values())
+        parts += [field(name, [r.get(name) for r in records]) for name in self.passthrough]
+        template = ("".join(parts) + "}").encode()
+        values = list(map(template.__mod__, zip(*columns, strict=True)))
+        return Outputs(messages, values, keys, request_ids)
 
     def dead_letter(self, message: Message, error: str, detail: str) -> Output:
         """The original message, unchanged, with headers saying what failed and where it was."""
@@ -195,3 +214,46 @@ class MessageCodec:
             topic=self.dead_letter_topic,
             dead_letter=True,
         )
+
+
+def json_values(values: list[Any]) -> list[bytes]:
+    """Each value as ``orjson.dumps(value)`` writes it, serialized in one call where possible.
+
+    The list is dumped once and split at its commas when it holds exactly ``len - 1`` of them,
+    that is when no value holds a comma of its own (numbers, ``null``, booleans, most strings):
+    then every comma is a separator. Otherwise each value is dumped on its own.
+    """
+    if not values:
+        return []
+    body = orjson.dumps(values)[1:-1]
+    if body.count(b",") == len(values) - 1:
+        return body.split(b",")
+    return list(map(orjson.dumps, values))
+
+
+def _positions(topics: list[str], partitions: list[int], offsets: list[int | str]
+               ) -> list[bytes] | None:
+    """``topic/partition/offset`` of each message as bytes that need no JSON escaping, made in
+    one pass; ``None`` if a topic or offset could need it (then they are escaped one by one)."""
+    names = set(topics)
+    if not all(_PLAIN.fullmatch(t) for t in names) or set(map(type, offsets)) != {int}:
+        return None
+    prefix = {t: t.encode() for t in names}
+    return list(map(b"%b/%d/%d".__mod__, zip(map(prefix.__getitem__, topics), partitions,
+                                             offsets, strict=True)))
+
+
+def _same(values: list[Any]) -> bool:
+    """All of ``values`` are one string, integer, boolean or null (written once, in the template).
+
+    Floats are not: ``0.0 == -0.0`` but their JSON differs; nor ``1`` and ``True`` (types differ).
+    """
+    first = values[0]
+    kind = type(first)
+    return (len(values) > 1 and kind in (str, int, bool, type(None))
+            and values.count(first) == len(values) and set(map(type, values)) == {kind})
+
+
+def _literal(value: Any) -> str:
+    """``value`` as JSON text fit for a %-template (a literal ``%`` doubled)."""
+    return orjson.dumps(value).decode().replace("%", "%%")

@@ -10,14 +10,17 @@ Kafka transaction.
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Message as KafkaMessage
 
 from modelport.errors import ConfigurationError
-from modelport.stream.message import Message, Output
+from modelport.stream.message import REQUEST_ID_HEADER, Message, Output, Outputs
 from modelport.stream.sink import SinkError
 from modelport.stream.source import RevokeHook, Source
 
@@ -28,6 +31,13 @@ _REBALANCE_ERRORS = {
     KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
     KafkaError.UNKNOWN_MEMBER_ID, KafkaError._NO_OFFSET, KafkaError._STATE,
 }
+
+# accessors mapped over a consumed batch (C-level calls, no Python frame per message)
+_error, _topic, _partition = KafkaMessage.error, KafkaMessage.topic, KafkaMessage.partition
+_offset, _key, _value = KafkaMessage.offset, KafkaMessage.key, KafkaMessage.value
+_headers, _timestamp, _ms = KafkaMessage.headers, KafkaMessage.timestamp, operator.itemgetter(1)
+# and over our own messages
+_position, _moffset = operator.attrgetter("topic", "partition"), operator.attrgetter("offset")
 
 
 class KafkaSource:
@@ -84,6 +94,17 @@ class KafkaSource:
     def poll(self, max_messages: int, timeout_s: float) -> list[Message]:
         consumer = self._consumer()
         raw = consumer.consume(max_messages, timeout_s)
+        if not raw:
+            return []
+        topics = list(map(_topic, raw))
+        partitions = list(map(_partition, raw))
+        if (not any(map(_error, raw)) and not any(map(_headers, raw))
+                and set(zip(topics, partitions, strict=True)) <= self.assignment):
+            # the common batch, converted with C-level passes: no errors, no headers, and
+            # every partition still ours
+            return list(map(Message, topics, partitions, map(_offset, raw), map(_key, raw),
+                            map(_value, raw), repeat((), len(raw)),
+                            map(_ms, map(_timestamp, raw))))
         out: list[Message] = []
         append, owned = out.append, self.assignment
         for m in raw:
@@ -107,12 +128,9 @@ class KafkaSource:
 
     def offsets(self, messages: Sequence[Message]) -> list[TopicPartition]:
         """The next offset to read per partition after ``messages``."""
-        top: dict[tuple[str, int], int] = {}
-        for m in messages:
-            key = (m.topic, m.partition)
-            offset = int(m.offset)
-            if top.get(key, -1) < offset:
-                top[key] = offset
+        # sorted, each partition's highest offset comes last and is the one the dict keeps
+        top = dict(sorted(zip(map(_position, messages), map(int, map(_moffset, messages)),
+                              strict=True)))
         return [TopicPartition(t, p, o + 1) for (t, p), o in top.items()]
 
     def commit(self, messages: Sequence[Message]) -> None:
@@ -176,7 +194,9 @@ class KafkaSink:
             "bootstrap.servers": bootstrap,
             "acks": "all",
             "enable.idempotence": True,
-            "linger.ms": 5,
+            # the worker produces a whole batch at once: lingering longer would only delay the
+            # acknowledgements that the next batch waits for
+            "linger.ms": 1,
             "partitioner": "murmur2_random",  # keys land where Java clients put them
             # failures only: a message is still out of flush()'s count until acknowledged or
             # failed, and every failure reaches _delivered; successes cost no Python call
@@ -210,16 +230,31 @@ class KafkaSink:
         producer = self._producer()
         produce = producer.produce
         default = self.topic
-        for out in outputs:
-            while True:
+        if isinstance(outputs, Outputs):  # a batch of predictions: read its columns
+            header = REQUEST_ID_HEADER
+            for value, key, request_id in zip(outputs.values, outputs.keys,
+                                              outputs.request_ids, strict=True):
                 try:
-                    produce(out.topic or default, out.value, out.key,
-                            headers=out.headers)  # type: ignore[arg-type]
-                    break
-                except BufferError:  # local queue full: let deliveries drain
-                    producer.poll(0.05)
+                    produce(default, value, key, headers=[(header, request_id)])
+                except BufferError:
+                    self._produce_one(producer, default, value, key, [(header, request_id)])
                 except KafkaException as exc:
-                    raise SinkError(f"cannot produce to {out.topic or default}: {exc}") from None
+                    raise SinkError(f"cannot produce to {default}: {exc}") from None
+            return
+        for out in outputs:
+            self._produce_one(producer, out.topic or default, out.value, out.key, out.headers)
+
+    @staticmethod
+    def _produce_one(producer: Producer, topic: str, value: bytes, key: bytes | None,
+                     headers: list[tuple[str, bytes]]) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers)  # type: ignore[arg-type]
+                return
+            except BufferError:  # local queue full: let deliveries drain
+                producer.poll(0.05)
+            except KafkaException as exc:
+                raise SinkError(f"cannot produce to {topic}: {exc}") from None
 
     def send(self, outputs: Sequence[Output]) -> None:
         self._produce_all(outputs)

@@ -28,8 +28,10 @@ partitions (the revoke hook runs inside ``poll``), on ``stop()`` and on ``close(
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -66,7 +68,9 @@ log = logging.getLogger("modelport.stream")
 Failpoint = Callable[[str], None]
 
 #: outputs bound for one sink
-Write = tuple[Sink, list[Output]]
+Write = tuple[Sink, Sequence[Output]]
+
+_value, _topic = operator.attrgetter("value"), operator.attrgetter("topic")
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class StreamLoop:
         self._stop = threading.Event()
         self._sent: _Sent | None = None
         self._pipelined = not self.options.exactly_once and isinstance(sink, PipelinedSink)
+        self._piped = tuple(s for s in (sink, self.dead_letters) if isinstance(s, PipelinedSink))
         self._last_lag = 0.0
         self._last_refresh = clock()
         self.totals = BatchReport()
@@ -253,7 +258,7 @@ class StreamLoop:
         writes = self._writes(outputs, dead)
         if self.options.exactly_once:
             assert isinstance(self.sink, TransactionalSink)
-            both = [*outputs, *dead]
+            both = [*outputs, *dead] if dead else outputs
             self._retry(lambda: self.sink.write_and_commit(  # type: ignore[attr-defined]
                 both, messages, self.source))
             self._fail("written")
@@ -275,10 +280,14 @@ class StreamLoop:
         return report
 
     def _predict(self, messages: Sequence[Message], start: float) -> tuple[
-            list[Output], list[Output]]:
+            Sequence[Output], list[Output]]:
         dead: list[Output] = []
+        codec = self.codec
+        fast = self._predict_plain(messages, start)
+        if fast is not None:
+            return fast, dead
         decoded: list[tuple[Message, list[dict[str, Any]]]] = []
-        codec, loads = self.codec, orjson.loads
+        loads = orjson.loads
         for msg in messages:
             value = msg.value
             if value:  # the common case inline: one JSON object per message
@@ -310,6 +319,29 @@ class StreamLoop:
             for i, (record, prediction) in enumerate(zip(records, predictions, strict=True)):
                 outputs.append(encode(msg, i, record, prediction, latency_ms=latency_ms))
         return outputs, dead
+
+    def _predict_plain(self, messages: Sequence[Message], start: float
+                       ) -> Sequence[Output] | None:
+        """The common batch, with C-level passes: every message one JSON object, all fitting
+        the signature, predicted in one call. ``None`` when anything else happens; the caller
+        then finds out message by message what each holds and which go to dead letters."""
+        try:
+            records = list(map(orjson.loads, map(_value, messages)))
+        except (orjson.JSONDecodeError, TypeError):  # TypeError: a message without a value
+            return None
+        if set(map(type, records)) != {dict}:
+            return None
+        try:
+            batch = self.runner.model.signature.coerce(records,
+                                                       allow_extra=self.options.allow_extra)
+            result = self.runner.predict(batch, source="stream",
+                                         request_id=messages[0].request_id)
+        except ModelportError:  # the general path says which messages (predicting once more)
+            return None
+        if result.n_rows != len(messages):
+            return None
+        return self.codec.encode_batch(messages, records, result,
+                                       latency_ms=(self.clock() - start) * 1000.0)
 
     def _coerce(
         self, decoded: list[tuple[Message, list[dict[str, Any]]]], dead: list[Output]
@@ -376,9 +408,9 @@ class StreamLoop:
         return None, out
 
     # ------------------------------------------------------------------ delivery
-    def _writes(self, outputs: list[Output], dead: list[Output]) -> list[Write]:
+    def _writes(self, outputs: Sequence[Output], dead: list[Output]) -> list[Write]:
         if self.dead_letters is self.sink:
-            both = [*outputs, *dead]
+            both = [*outputs, *dead] if dead else outputs  # (a batch's columns kept if it can)
             return [(self.sink, both)] if both else []
         return [(sink, outs) for sink, outs in ((self.sink, outputs), (self.dead_letters, dead))
                 if outs]
@@ -402,19 +434,21 @@ class StreamLoop:
             self._retry(partial(self.dead_letters.write, list(refused.values())))
         return refused
 
-    @staticmethod
-    def _send(writes: list[Write]) -> None:
+    def _send(self, writes: list[Write]) -> None:
         for sink, outputs in writes:
-            if isinstance(sink, PipelinedSink):
-                sink.send(outputs)
+            if self._is_piped(sink):
+                sink.send(outputs)  # type: ignore[attr-defined]
             else:  # e.g. dead letters to Redis next to a Kafka sink: durable at once
                 sink.write(outputs)
 
-    @staticmethod
-    def _flush(writes: list[Write]) -> None:
+    def _flush(self, writes: list[Write]) -> None:
         for sink, _ in writes:
-            if isinstance(sink, PipelinedSink):
-                sink.flush()
+            if self._is_piped(sink):
+                sink.flush()  # type: ignore[attr-defined]
+
+    def _is_piped(self, sink: Sink) -> bool:
+        # (an isinstance check against a runtime Protocol costs more than a whole message)
+        return any(sink is piped for piped in self._piped)
 
     def _retry(self, action: Callable[[], None], again: Callable[[], None] | None = None) -> None:
         """Run ``action``; after a transient :class:`SinkError` wait and run ``again`` (default:
@@ -455,10 +489,7 @@ class StreamLoop:
         totals.seconds += report.seconds
         m = self.metrics
         if m is not None:
-            topics: dict[str, int] = {}
-            for msg in messages:
-                topics[msg.topic] = topics.get(msg.topic, 0) + 1
-            for topic, n in topics.items():
+            for topic, n in Counter(map(_topic, messages)).items():
                 m.messages_in.labels(topic).inc(n)
             m.messages_out.inc(report.outputs)
             m.batch_size.observe(report.messages)

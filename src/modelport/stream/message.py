@@ -1,4 +1,5 @@
-"""The two things a stream worker moves: a ``Message`` read from a source, an ``Output`` to write.
+"""The two things a stream worker moves: a ``Message`` read from a source, an ``Output`` to write
+(``Outputs`` for a batch of them).
 
 Both are broker-neutral. A Kafka record, a Redis Streams entry and a row for a SQL table all fit:
 ``offset`` is an integer on Kafka and an entry id (``"1700000000000-0"``) on Redis Streams.
@@ -6,9 +7,11 @@ Both are broker-neutral. A Kafka record, a Redis Streams entry and a row for a S
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+import orjson
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -47,21 +50,89 @@ class Message:
         return given.decode("utf-8", "replace") if given else self.position
 
 
-@dataclass(slots=True)
 class Output:
     """One message to write: a prediction for one input record, or a dead letter.
 
     ``topic`` is ``None`` for predictions (the sink's own destination) and names the dead-letter
-    topic for dead letters. ``record`` is the prediction as plain fields (what a SQL sink stores);
-    ``value`` the bytes a message broker carries. ``index`` is the record's position inside its
-    message (a message may hold a list of records).
+    topic for dead letters. ``value`` is the bytes a message broker carries; ``record`` the
+    prediction as plain fields (what a SQL sink stores), parsed from ``value`` when first asked
+    for unless given. ``index`` is the record's position inside its message (a message may hold a
+    list of records).
     """
 
-    source: Message
-    value: bytes
-    key: bytes | None = None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    record: Mapping[str, Any] | None = None
-    topic: str | None = None
-    index: int = 0
-    dead_letter: bool = field(default=False)
+    __slots__ = ("_record", "dead_letter", "headers", "index", "key", "source", "topic", "value")
+
+    def __init__(
+        self,
+        source: Message,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        record: Mapping[str, Any] | None = None,
+        topic: str | None = None,
+        index: int = 0,
+        dead_letter: bool = False,
+    ) -> None:
+        self.source = source
+        self.value = value
+        self.key = key
+        self.headers = headers if headers is not None else []
+        self._record = record
+        self.topic = topic
+        self.index = index
+        self.dead_letter = dead_letter
+
+    @property
+    def record(self) -> Mapping[str, Any] | None:
+        """The prediction's fields; ``None`` for dead letters (their value is the input)."""
+        if self._record is None and not self.dead_letter:
+            self._record = orjson.loads(self.value)
+        return self._record
+
+    @record.setter
+    def record(self, value: Mapping[str, Any] | None) -> None:
+        self._record = value
+
+    def __repr__(self) -> str:
+        kind = "dead letter" if self.dead_letter else "output"
+        return f"<{kind} for {self.source.position}: {self.value[:80]!r}>"
+
+
+class Outputs(Sequence[Output]):
+    """Predictions for a batch of messages, kept as columns: what the batch encoder makes.
+
+    A sequence of :class:`Output` to anyone who iterates or indexes it; a sink that knows the
+    type (Kafka) reads the columns instead, without an object per message. ``request_ids`` are
+    the ``request-id`` header values.
+    """
+
+    __slots__ = ("keys", "messages", "request_ids", "values")
+
+    def __init__(self, messages: Sequence[Message], values: list[bytes],
+                 keys: list[bytes | None], request_ids: list[bytes]) -> None:
+        self.messages = messages
+        self.values = values
+        self.keys = keys
+        self.request_ids = request_ids
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, index: int) -> Output: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Output]: ...
+
+    def __getitem__(self, index: int | slice) -> Output | list[Output]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        return Output(self.messages[index], self.values[index], self.keys[index],
+                      [(REQUEST_ID_HEADER, self.request_ids[index])])
+
+    def __iter__(self) -> Iterator[Output]:
+        return map(Output, self.messages, self.values, self.keys,
+                   ([(REQUEST_ID_HEADER, r)] for r in self.request_ids))
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} outputs>"

@@ -1,0 +1,132 @@
+"""The message codec: the batch encoder writes exactly what the one-record encoder writes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from modelport.core.batch import Result
+from modelport.stream import Message, MessageCodec
+from modelport.stream.codec import json_values
+from modelport.stream.message import Outputs
+
+
+def _messages(n: int, *, keys: list[bytes | None] | None = None,
+              headers: list[Any] | None = None, topic: str = "events",
+              offsets: list[int | str] | None = None) -> list[Message]:
+    return [Message(topic, i % 3, offsets[i] if offsets else 1000 + i,
+                    keys[i] if keys else f"k{i}".encode(), b"{}",
+                    headers[i] if headers else ()) for i in range(n)]
+
+
+def _assert_same(codec: MessageCodec, messages: list[Message], records: list[dict[str, Any]],
+                 result: Result) -> None:
+    batch = codec.encode_batch(messages, records, result, latency_ms=1.23456)
+    one = [codec.encode(m, 0, r, p, latency_ms=1.23456)
+           for m, r, p in zip(messages, records, result.to_records(), strict=True)]
+    assert [o.value for o in batch] == [o.value for o in one]
+    assert [o.headers for o in batch] == [o.headers for o in one]
+    assert [o.key for o in batch] == [o.key for o in one]
+    assert [o.source for o in batch] == messages
+    # the record a SQL sink stores, parsed from the bytes, equals the one built as a dict
+    # (orjson writes NaN as null, so compare what both serialize to)
+    assert [orjson.dumps(o.record) for o in batch] == [orjson.dumps(o.record) for o in one]
+
+
+def test_binary_classifier_outputs_with_passthrough() -> None:
+    n = 50
+    rng = np.random.default_rng(0)
+    p = rng.random(n)
+    result = Result(n, labels=(p > 0.5).astype(np.int64),
+                    probabilities=np.column_stack([1 - p, p]), classes=[0, 1])
+    records = [{"id": i, "x": float(i), "tag": f"t{i}"} for i in range(n)]
+    _assert_same(MessageCodec(model="churn", version=3, passthrough=("id", "tag", "absent")),
+                 _messages(n), records, result)
+
+
+@pytest.mark.parametrize("case", ["awkward-strings", "multiclass-strings", "nan-and-none"])
+def test_values_that_defeat_the_bulk_split_are_still_written_exactly(case: str) -> None:
+    n = 6
+    keys: list[bytes | None] = [b"a,b", b'q"uote', "ünï,cødé".encode(), b"\xff\xfe bad utf-8",
+                                None, b"100%"]
+    records: list[dict[str, Any]] = [
+        {"nested": {"a": [1, 2]}, "s": "x,y"}, {"nested": None, "s": '","'},
+        {"nested": [], "s": "%s %b %%"}, {"nested": {"k": "v,w"}, "s": ""},
+        {"nested": 1.5, "s": "\\"}, {"s": "\n"},
+    ]
+    if case == "awkward-strings":
+        result = Result(n, labels=np.array(["yes,really", "no", 'a"b', "%d", "", "ok"],
+                                           dtype=object))
+    elif case == "multiclass-strings":
+        probs = np.random.default_rng(1).dirichlet([1, 1, 1], size=n)
+        result = Result(n, labels=np.array(["a,1", "b%", "c"] * 2, dtype=object),
+                        probabilities=probs, classes=["a,1", "b%", "c"])
+    else:
+        probs = np.array([[math.nan, 1.0], [0.5, 0.5], [math.inf, 0.0]] * 2)
+        result = Result(n, labels=None, probabilities=probs, classes=[False, True])
+    codec = MessageCodec(model='m%"odel', version=None, passthrough=("nested", "s"))
+    _assert_same(codec, _messages(n, keys=keys), records, result)
+
+
+def test_request_ids_from_headers_and_string_offsets() -> None:
+    n = 4
+    headers = [(("request-id", b"given-1"),), (("other", b"x"),), (),
+               (("request-id", b'with "quotes", commas'),)]
+    messages = _messages(n, headers=headers, topic="orders stream/1",
+                         offsets=["1700000000000-0", "1700000000000-1", 7, "8-0"])
+    result = Result(n, labels=np.arange(n, dtype=np.float32) / 3)
+    _assert_same(MessageCodec(model="reg", version=1), messages, [{}] * n, result)
+    encoded = MessageCodec(model="reg", version=1).encode_batch(messages, [{}] * n, result,
+                                                                latency_ms=0.0)
+    assert [o.headers[0][1] for o in encoded] == [
+        b"given-1", b"orders stream/1/1/1700000000000-1", b"orders stream/1/2/7",
+        b'with "quotes", commas']
+
+
+def test_extra_model_outputs_go_under_outputs() -> None:
+    n = 5
+    result = Result(n, labels=np.arange(n), outputs={
+        "score": np.linspace(0, 1, n), "embedding": np.arange(n * 3).reshape(n, 3)})
+    _assert_same(MessageCodec(model="t", version=2), _messages(n), [{}] * n, result)
+    assert orjson.loads(MessageCodec(model="t", version=2).encode_batch(
+        _messages(n), [{}] * n, result, latency_ms=0)[1].value)["outputs"] == {
+        "score": 0.25, "embedding": [3, 4, 5]}
+
+
+def test_models_with_outputs_named_label_fall_back_to_the_record_encoder() -> None:
+    n = 3
+    result = Result(n, labels=np.arange(n), outputs={"label": np.array([7, 8, 9])})
+    _assert_same(MessageCodec(model="t", version=2), _messages(n), [{}] * n, result)
+
+
+def test_passthrough_fields_named_twice_are_written_once() -> None:
+    codec = MessageCodec(model="t", version=1, passthrough=("id", "id"))
+    out = codec.encode_batch(_messages(1), [{"id": 5}], Result(1, labels=np.array([1])),
+                             latency_ms=0)
+    assert out[0].value.count(b'"id"') == 1
+
+
+@pytest.mark.parametrize("values", [
+    [1, 2.5, None, True, -3e300], ["a", "b,c", ""], [{"a": 1, "b": 2}, [1, 2]], ["x"], [],
+])
+def test_json_values_match_one_dump_per_value(values: list[Any]) -> None:
+    assert json_values(values) == [orjson.dumps(v) for v in values]
+
+
+def test_a_batch_of_outputs_reads_as_outputs_one_by_one() -> None:
+    n = 4
+    codec = MessageCodec(model="t", version=1, passthrough=("id",))
+    messages = _messages(n)
+    batch = codec.encode_batch(messages, [{"id": i} for i in range(n)],
+                               Result(n, labels=np.arange(n)), latency_ms=0)
+    assert isinstance(batch, Outputs) and len(batch) == n
+    listed = list(batch)
+    assert [o.value for o in batch[1:3]] == [o.value for o in listed[1:3]]
+    assert batch[2].value == listed[2].value and batch[2].source is messages[2]
+    assert batch[-1].headers == [("request-id", b"events/0/1003")]
+    assert batch[3].record is not None and batch[3].record["id"] == 3
+    assert [o.index for o in batch] == [0] * n and not any(o.dead_letter for o in batch)
