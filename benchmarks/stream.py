@@ -15,12 +15,19 @@ process with ``OMP_NUM_THREADS=1`` and is timed from its first message to its la
     still committing each batch only after its acks, with one batch in flight at most; (a) and
     (a') do not.
 
-Both producers use the same client settings (acks=all, idempotent, linger.ms=1, delivery
-reports for failures only); modelport's outputs also carry a ``request-id`` header, part of its
-output contract. Reports messages/s for each and the ratios (b)/(a) and (b)/(a'), with the load
-average before and after (the machine may be shared: compare ratios from one run, and use
-``--repeat`` to interleave runs and report the median). A noida-db broker is started on a free
-port unless ``--bootstrap`` names one.
+All variants use the same client settings: producers acks=all, idempotent, linger.ms=1,
+delivery reports for failures only; consumers read ahead at most 10 batches per partition
+(``queued.min.messages``, checked every 10 ms), as ``modelport stream run`` does. Left to
+librdkafka's default the consumer would read the whole input at once and then keep a fetch
+waiting at the end of the log, which noida-db serves by busy-polling: a core spent for as long
+as a variant runs, which penalizes the slower variant twice. modelport's outputs also carry a
+``request-id`` header, part of its output contract.
+
+Reports messages/s for each and the ratios (b)/(a) and (b)/(a'), with the load average before
+and after. The machine may be shared: compare ratios from one run, and use ``--repeat`` to
+interleave runs and report the median. A noida-db broker is started on a free port unless
+``--bootstrap`` names one; then each variant starts once the broker is idle (it keeps writing
+for a few seconds after a run), so no variant pays for the one before it.
 
     python benchmarks/stream.py                    # 200,000 messages
     python benchmarks/stream.py --messages 50000 --batch 2000 --json results.json
@@ -49,8 +56,11 @@ PASSTHROUGH = textwrap.dedent("""
     from confluent_kafka import Consumer, Producer, TopicPartition
     bootstrap, src, dst, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     batch, transform = int(sys.argv[6]), sys.argv[7] == "json"
+    # the read-ahead of modelport's KafkaSource (see the module docstring)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": sys.argv[5],
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "queued.min.messages": max(10 * batch, 1000),
+                         "fetch.queue.backoff.ms": 10})
     failed = []
     def delivered(err, msg):
         if err is not None:
@@ -94,7 +104,8 @@ MODELPORT = textwrap.dedent("""
     bootstrap, src, dst, n, group, bundle, accelerate, batch = sys.argv[1:9]
     n = int(n)
     runner = Runner(load_bundle(bundle), RunnerOptions(accelerate=accelerate)).load()
-    loop = StreamLoop(runner, KafkaSource(bootstrap, [src], group),
+    source = KafkaSource(bootstrap, [src], group, prefetch=max(10 * int(batch), 1000))
+    loop = StreamLoop(runner, source,
                       KafkaSink(bootstrap, dst), dead_letter_topic=src + ".dlq",
                       options=StreamOptions(max_batch=int(batch), max_wait_ms=100,
                                             passthrough=("id",)))
@@ -181,6 +192,22 @@ def _bundle(root: Path) -> Path:
                           example=x.head(20))
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_idle(pid: int, timeout_s: float = 30.0) -> float:
+    """Wait until process ``pid`` uses under 5% of a core over half a second; return the wait."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        before = _cpu_seconds(pid)
+        time.sleep(0.5)
+        if _cpu_seconds(pid) - before < 0.025:
+            break
+    return time.monotonic() - start
+
+
 def _run(script: str, args: list[str]) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
@@ -222,10 +249,11 @@ def main() -> None:
             )
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
             for round_ in range(args.repeat):  # interleaved, so a busy moment hits all three;
-                # each round starts with another variant (the first run after the fill may find
-                # the broker still busy writing it)
+                # each round starts with another variant
                 for name, script, extra in variants[round_ % 3:] + variants[:round_ % 3]:
                     dst = _topic(bootstrap, f"bench-{name}-{tag}-{round_}", 4)
+                    if broker is not None:
+                        _wait_idle(broker.pid)
                     r = _run(script, [bootstrap, src, dst, str(args.messages),
                                       f"g-{name}-{tag}-{round_}", *extra])
                     r["messages_per_s"] = r["messages"] / r["seconds"]

@@ -12,7 +12,7 @@ import pytest
 from modelport.core.batch import Result
 from modelport.stream import Message, MessageCodec
 from modelport.stream.codec import json_values
-from modelport.stream.message import Outputs
+from modelport.stream.message import Messages, Outputs, column
 
 
 def _messages(n: int, *, keys: list[bytes | None] | None = None,
@@ -130,3 +130,19 @@ def test_a_batch_of_outputs_reads_as_outputs_one_by_one() -> None:
     assert batch[-1].headers == [("request-id", b"events/0/1003")]
     assert batch[3].record is not None and batch[3].record["id"] == 3
     assert [o.index for o in batch] == [0] * n and not any(o.dead_letter for o in batch)
+
+
+def test_a_polled_batch_kept_as_columns_reads_as_messages_and_encodes_the_same() -> None:
+    n = 5
+    plain = _messages(n, topic="orders")
+    batch = Messages([m.topic for m in plain], [m.partition for m in plain],
+                     [m.offset for m in plain], [m.key for m in plain],
+                     [m.value for m in plain], [m.timestamp_ms for m in plain])
+    assert len(batch) == n and batch[3] == plain[3] and batch[1:3] == plain[1:3]
+    assert list(batch) == plain and batch[0].request_id == "orders/0/1000"
+    assert column(batch, "offset") == column(plain, "offset") == [1000 + i for i in range(n)]
+    result = Result(n, labels=np.arange(n), probabilities=np.full((n, 2), 0.5), classes=[0, 1])
+    codec = MessageCodec(model="t", version=1, passthrough=("id",))
+    records = [{"id": i} for i in range(n)]
+    assert [o.value for o in codec.encode_batch(batch, records, result, latency_ms=1)] == [
+        o.value for o in codec.encode_batch(plain, records, result, latency_ms=1)]

@@ -24,7 +24,8 @@ def test_predictions_carry_key_prediction_model_offset_and_passthrough(
     dst = broker.create_topic(unique("out"), partitions=2)
     n = 300
     items = [(f"k{i}".encode(), json.dumps(record(i)).encode()) for i in range(n)]
-    produce(broker, src, items, headers=[("request-id", b"req-1")])
+    produce(broker, src, items[:n // 2], headers=[("request-id", b"req-1")])
+    produce(broker, src, items[n // 2:])  # these get a request id made from their position
     w = workers([str(classifier_bundle), "--source", broker.uri(src), "--sink", broker.uri(dst),
                  "--group", unique("g"), "--passthrough", "id", "--max-batch", "64",
                  *broker_args(broker)])
@@ -42,7 +43,10 @@ def test_predictions_carry_key_prediction_model_offset_and_passthrough(
     assert first["input_topic"] == src and isinstance(first["input_offset"], int)
     assert first["latency_ms"] >= 0
     assert all(m.key() == f"k{json.loads(m.value())['id']}".encode() for m in got)
-    assert all(dict(m.headers())["request-id"] == b"req-1" for m in got)
+    for m, v in zip(got, values, strict=True):
+        position = f"{src}/{v['input_partition']}/{v['input_offset']}"
+        expected = "req-1" if v["id"] < n // 2 else position
+        assert dict(m.headers())["request-id"] == expected.encode() == v["request_id"].encode()
     assert "stopped after 300 messages" in w.output()
 
 

@@ -267,12 +267,13 @@ class Signature:
         if not allow_extra and set(map(len, records)) != {len(names)}:
             return None
         try:
-            rows = list(map(operator.itemgetter(*names), records))
+            values = list(itertools.chain.from_iterable(map(operator.itemgetter(*names),
+                                                            records)))
         except KeyError:
             return None
-        if not set(map(type, itertools.chain.from_iterable(rows))) <= _PLAIN_NUMBERS:
+        if not set(map(type, values)) <= _PLAIN_NUMBERS:
             return None
-        return np.array(rows, dtype=np.float64)
+        return np.array(values, dtype=np.float64).reshape(len(records), len(names))
 
     def _matrix_batch(self, matrix: Array, keys: Array | None) -> Batch:
         """Fast path for tables of float columns: one matrix, missing values checked per column."""

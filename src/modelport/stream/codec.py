@@ -17,7 +17,6 @@ input. The same flat record is what a SQL sink stores as a row.
 
 from __future__ import annotations
 
-import operator
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,7 +25,14 @@ import orjson
 
 from modelport.core.batch import Result
 from modelport.errors import ConfigurationError
-from modelport.stream.message import REQUEST_ID_HEADER, Message, Output, Outputs
+from modelport.stream.message import (
+    REQUEST_ID_HEADER,
+    Message,
+    Output,
+    Outputs,
+    column,
+    has_headers,
+)
 
 #: fields every output record has; passthrough fields may not reuse these names
 RESERVED_FIELDS = (
@@ -43,9 +49,6 @@ SINK_REFUSED = "sink-refused"
 
 #: topic names written into JSON as they are (Kafka's own alphabet for topics is this one)
 _PLAIN = re.compile(r"[A-Za-z0-9._-]+")
-
-_key, _topic, _headers = (operator.attrgetter(a) for a in ("key", "topic", "headers"))
-_partition, _offset = operator.attrgetter("partition"), operator.attrgetter("offset")
 
 
 class MalformedMessageError(ValueError):
@@ -154,7 +157,7 @@ class MessageCodec:
             columns.append(json_values(values))
             return text + "%b"
 
-        keys = list(map(_key, messages))
+        keys = column(messages, "key")
         parts = [field("key", [k.decode("utf-8", "replace") if k is not None else None
                                for k in keys], first=True),
                  field("label", result.labels.tolist() if result.labels is not None else None)]
@@ -165,19 +168,19 @@ class MessageCodec:
             columns.extend(json_values(probabilities[:, j].tolist()) for j in range(len(names)))
         else:
             parts.append(',"probabilities":null')
-        topics = list(map(_topic, messages))
-        partitions, offsets = list(map(_partition, messages)), list(map(_offset, messages))
+        topics, offsets = column(messages, "topic"), column(messages, "offset")
+        partitions_json = json_values(column(messages, "partition"))
+        offsets_json = json_values(offsets)
         parts += [
             ',"model":' + _literal(self.model),
             ',"model_version":' + _literal(self.version),
             field("input_topic", topics),
-            field("input_partition", partitions),
-            field("input_offset", offsets),
-            ',"input_index":0',
+            ',"input_partition":%b,"input_offset":%b,"input_index":0',
             ',"latency_ms":' + _literal(round(latency_ms, 3)),
         ]
-        request_ids = _positions(topics, partitions, offsets) if not any(
-            map(_headers, messages)) else None
+        columns += [partitions_json, offsets_json]
+        request_ids = None if has_headers(messages) else _positions(
+            topics, partitions_json, offsets, offsets_json)
         if request_ids is not None:  # plain text: written between quotes as they are
             parts.append(',"request_id":"%b"')
             columns.append(request_ids)
@@ -231,16 +234,17 @@ def json_values(values: list[Any]) -> list[bytes]:
     return list(map(orjson.dumps, values))
 
 
-def _positions(topics: list[str], partitions: list[int], offsets: list[int | str]
-               ) -> list[bytes] | None:
-    """``topic/partition/offset`` of each message as bytes that need no JSON escaping, made in
-    one pass; ``None`` if a topic or offset could need it (then they are escaped one by one)."""
+def _positions(topics: list[str], partitions_json: list[bytes], offsets: list[int | str],
+               offsets_json: list[bytes]) -> list[bytes] | None:
+    """``topic/partition/offset`` of each message as bytes that need no JSON escaping, joined
+    from the numbers' JSON; ``None`` if a topic or offset could need escaping (then the
+    request ids are escaped one by one)."""
     names = set(topics)
     if not all(_PLAIN.fullmatch(t) for t in names) or set(map(type, offsets)) != {int}:
         return None
-    prefix = {t: t.encode() for t in names}
-    return list(map(b"%b/%d/%d".__mod__, zip(map(prefix.__getitem__, topics), partitions,
-                                             offsets, strict=True)))
+    prefixes = [topics[0].encode()] * len(topics) if len(names) == 1 else list(map(
+        {t: t.encode() for t in names}.__getitem__, topics))
+    return list(map(b"/".join, zip(prefixes, partitions_json, offsets_json, strict=True)))
 
 
 def _same(values: list[Any]) -> bool:

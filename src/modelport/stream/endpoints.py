@@ -65,6 +65,7 @@ def open_source(endpoint: Endpoint, *, group: str, consumer: str, **options: Any
         return KafkaSource(endpoint.location, [endpoint.name], group,
                            session_timeout_ms=options.get("session_timeout_ms", 10_000),
                            start_from=options.get("start_from", "earliest"),
+                           prefetch=options.get("prefetch", 5000),
                            config=options.get("config"))
     if endpoint.kind == "redis":
         from modelport.stream.redis_streams import RedisStreamSource

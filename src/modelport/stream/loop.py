@@ -28,7 +28,6 @@ partitions (the revoke hook runs inside ``poll``), on ``stop()`` and on ``close(
 from __future__ import annotations
 
 import logging
-import operator
 import threading
 import time
 from collections import Counter
@@ -51,7 +50,7 @@ from modelport.stream.codec import (
     MalformedMessageError,
     MessageCodec,
 )
-from modelport.stream.message import Message, Output
+from modelport.stream.message import Message, Output, column
 from modelport.stream.metrics import StreamMetrics
 from modelport.stream.sink import (
     PipelinedSink,
@@ -70,7 +69,6 @@ Failpoint = Callable[[str], None]
 #: outputs bound for one sink
 Write = tuple[Sink, Sequence[Output]]
 
-_value, _topic = operator.attrgetter("value"), operator.attrgetter("topic")
 
 
 @dataclass(frozen=True)
@@ -326,7 +324,7 @@ class StreamLoop:
         the signature, predicted in one call. ``None`` when anything else happens; the caller
         then finds out message by message what each holds and which go to dead letters."""
         try:
-            records = list(map(orjson.loads, map(_value, messages)))
+            records = list(map(orjson.loads, column(messages, "value")))
         except (orjson.JSONDecodeError, TypeError):  # TypeError: a message without a value
             return None
         if set(map(type, records)) != {dict}:
@@ -489,7 +487,7 @@ class StreamLoop:
         totals.seconds += report.seconds
         m = self.metrics
         if m is not None:
-            for topic, n in Counter(map(_topic, messages)).items():
+            for topic, n in Counter(column(messages, "topic")).items():
                 m.messages_in.labels(topic).inc(n)
             m.messages_out.inc(report.outputs)
             m.batch_size.observe(report.messages)

@@ -1,5 +1,5 @@
 """The two things a stream worker moves: a ``Message`` read from a source, an ``Output`` to write
-(``Outputs`` for a batch of them).
+(``Messages`` and ``Outputs`` for batches of them kept as columns).
 
 Both are broker-neutral. A Kafka record, a Redis Streams entry and a row for a SQL table all fit:
 ``offset`` is an integer on Kafka and an entry id (``"1700000000000-0"``) on Redis Streams.
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, overload
 
 import orjson
@@ -48,6 +50,66 @@ class Message:
             return f"{self.topic}/{self.partition}/{self.offset}"
         given = self.header(REQUEST_ID_HEADER)
         return given.decode("utf-8", "replace") if given else self.position
+
+
+class Messages(Sequence[Message]):
+    """A poll's messages kept as columns (none with headers): what the Kafka source returns for
+    the common batch. A sequence of :class:`Message` to anyone who iterates or indexes it (made
+    on first use); the worker's hot path reads the columns (:func:`columns`) instead.
+    """
+
+    __slots__ = ("_items", "keys", "offsets", "partitions", "timestamps", "topics", "values")
+
+    def __init__(self, topics: list[str], partitions: list[int], offsets: list[int | str],
+                 keys: list[bytes | None], values: list[bytes | None],
+                 timestamps: list[int | None]) -> None:
+        self.topics = topics
+        self.partitions = partitions
+        self.offsets = offsets
+        self.keys = keys
+        self.values = values
+        self.timestamps = timestamps
+        self._items: list[Message] | None = None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Message]: ...
+
+    def __getitem__(self, index: int | slice) -> Message | list[Message]:
+        if self._items is None and isinstance(index, int):  # one, without making them all
+            return Message(self.topics[index], self.partitions[index], self.offsets[index],
+                           self.keys[index], self.values[index], (), self.timestamps[index])
+        return self._list()[index]
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self._list())
+
+    def _list(self) -> list[Message]:
+        if self._items is None:
+            self._items = list(map(Message, self.topics, self.partitions, self.offsets,
+                                   self.keys, self.values, repeat((), len(self.values)),
+                                   self.timestamps))
+        return self._items
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} messages>"
+
+
+def column(messages: Sequence[Message], name: str) -> list[Any]:
+    """The ``name`` (``"topic"``, ``"partition"``, ``"offset"``, ``"key"`` or ``"value"``) of
+    each of ``messages``: read off a :class:`Messages` batch, gathered from anything else."""
+    if isinstance(messages, Messages):
+        return getattr(messages, name + "s")  # type: ignore[no-any-return]
+    return list(map(attrgetter(name), messages))
+
+
+def has_headers(messages: Sequence[Message]) -> bool:
+    return not isinstance(messages, Messages) and any(m.headers for m in messages)
 
 
 class Output:

@@ -24,7 +24,7 @@ class Source(Protocol):
     def start(self, on_revoke: RevokeHook | None = None) -> None:
         """Connect and join the group. ``on_revoke`` runs before partitions move elsewhere."""
 
-    def poll(self, max_messages: int, timeout_s: float) -> list[Message]:
+    def poll(self, max_messages: int, timeout_s: float) -> Sequence[Message]:
         """Up to ``max_messages`` messages, waiting at most ``timeout_s`` for the first ones.
 
         Messages of partitions revoked during the call are not returned: whoever owns them next
