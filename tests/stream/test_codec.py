@@ -146,3 +146,10 @@ def test_a_polled_batch_kept_as_columns_reads_as_messages_and_encodes_the_same()
     records = [{"id": i} for i in range(n)]
     assert [o.value for o in codec.encode_batch(batch, records, result, latency_ms=1)] == [
         o.value for o in codec.encode_batch(plain, records, result, latency_ms=1)]
+
+
+def test_keys_written_as_they_are_when_they_need_no_escaping() -> None:
+    keys: list[bytes | None] = [b"100% [sure]", b"a,b/c ~!#", b"", b"{x}"]
+    n = len(keys)
+    result = Result(n, labels=np.arange(n))
+    _assert_same(MessageCodec(model="t", version=1), _messages(n, keys=keys), [{}] * n, result)

@@ -49,6 +49,8 @@ SINK_REFUSED = "sink-refused"
 
 #: topic names written into JSON as they are (Kafka's own alphabet for topics is this one)
 _PLAIN = re.compile(r"[A-Za-z0-9._-]+")
+#: bytes that are their own JSON string content: printable ASCII but for ``"`` and ``\``
+_PLAIN_TEXT = re.compile(rb"[ !#-\[\]-~]*")
 
 
 class MalformedMessageError(ValueError):
@@ -158,9 +160,14 @@ class MessageCodec:
             return text + "%b"
 
         keys = column(messages, "key")
-        parts = [field("key", [k.decode("utf-8", "replace") if k is not None else None
-                               for k in keys], first=True),
-                 field("label", result.labels.tolist() if result.labels is not None else None)]
+        if None not in keys and _PLAIN_TEXT.fullmatch(b"".join(keys)):  # written as they are
+            parts = ['{"key":"%b"']
+            columns.append(keys)
+        else:
+            parts = [field("key", [k.decode("utf-8", "replace") if k is not None else None
+                                   for k in keys], first=True)]
+        parts.append(field("label", result.labels.tolist() if result.labels is not None
+                           else None))
         if result.probabilities is not None and result.classes is not None:
             probabilities = result.probabilities
             inner = ",".join(_literal(name) + ":%b" for name in names)
