@@ -70,7 +70,6 @@ Failpoint = Callable[[str], None]
 Write = tuple[Sink, Sequence[Output]]
 
 
-
 @dataclass(frozen=True)
 class Backoff:
     """Retry schedule for transient sink errors: ``initial_s`` doubling up to ``max_s``."""
