@@ -55,11 +55,11 @@ PASSTHROUGH = textwrap.dedent("""
     import orjson
     from confluent_kafka import Consumer, Producer, TopicPartition
     bootstrap, src, dst, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    batch, transform = int(sys.argv[6]), sys.argv[7] == "json"
-    # the read-ahead of modelport's KafkaSource (see the module docstring)
+    batch, transform, prefetch = int(sys.argv[6]), sys.argv[7] == "json", int(sys.argv[8])
+    # the read-ahead modelport's KafkaSource uses for this batch size (see the module docstring)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": sys.argv[5],
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "queued.min.messages": max(10 * batch, 1000),
+                         "queued.min.messages": prefetch,
                          "fetch.queue.backoff.ms": 10})
     failed = []
     def delivered(err, msg):
@@ -101,10 +101,10 @@ MODELPORT = textwrap.dedent("""
     from modelport.core.runner import Runner, RunnerOptions
     from modelport.stream import StreamLoop, StreamOptions
     from modelport.stream.kafka import KafkaSink, KafkaSource
-    bootstrap, src, dst, n, group, bundle, accelerate, batch = sys.argv[1:9]
+    bootstrap, src, dst, n, group, bundle, accelerate, batch, prefetch = sys.argv[1:10]
     n = int(n)
     runner = Runner(load_bundle(bundle), RunnerOptions(accelerate=accelerate)).load()
-    source = KafkaSource(bootstrap, [src], group, prefetch=max(10 * int(batch), 1000))
+    source = KafkaSource(bootstrap, [src], group, prefetch=int(prefetch))
     loop = StreamLoop(runner, source,
                       KafkaSink(bootstrap, dst), dead_letter_topic=src + ".dlq",
                       options=StreamOptions(max_batch=int(batch), max_wait_ms=100,
@@ -239,13 +239,17 @@ def main() -> None:
             src = _topic(bootstrap, f"bench-in-{tag}", 4)
             _fill(bootstrap, src, args.messages)
             bundle = _bundle(root)
+            from modelport.stream.kafka import read_ahead
+
+            prefetch = str(read_ahead(args.batch))  # the same read-ahead for every variant
             results: dict[str, Any] = {"messages": args.messages, "broker": bootstrap,
                                        "batch": args.batch, "repeat": args.repeat,
                                        "load_before": os.getloadavg()}
             variants = (
-                ("passthrough", PASSTHROUGH, [str(args.batch), "bytes"]),
-                ("json_passthrough", PASSTHROUGH, [str(args.batch), "json"]),
-                ("modelport", MODELPORT, [str(bundle), args.accelerate, str(args.batch)]),
+                ("passthrough", PASSTHROUGH, [str(args.batch), "bytes", prefetch]),
+                ("json_passthrough", PASSTHROUGH, [str(args.batch), "json", prefetch]),
+                ("modelport", MODELPORT, [str(bundle), args.accelerate, str(args.batch),
+                                          prefetch]),
             )
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
             for round_ in range(args.repeat):  # interleaved, so a busy moment hits all three;

@@ -191,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
     source = open_source(source_at, group=group, consumer=consumer,
                          session_timeout_ms=args.session_timeout_ms, start_from=args.start_from,
                          claim_idle_ms=args.claim_idle_ms, config=consumer_config,
-                         prefetch=max(10 * args.max_batch, 1000))  # per partition
+                         max_batch=args.max_batch)
     transactional_id = f"modelport-{group}-{consumer}" if args.exactly_once else None
     sink = open_sink(sink_at, table=args.table, key_columns=_csv(args.key_columns),
                      transactional_id=transactional_id, config=kafka_config)

@@ -47,8 +47,6 @@ PREDICTION_FAILED = "prediction-failed"
 SINK_REFUSED = "sink-refused"
 
 
-#: topic names written into JSON as they are (Kafka's own alphabet for topics is this one)
-_PLAIN = re.compile(r"[A-Za-z0-9._-]+")
 #: bytes that are their own JSON string content: printable ASCII but for ``"`` and ``\``
 _PLAIN_TEXT = re.compile(rb"[ !#-\[\]-~]*")
 
@@ -246,11 +244,12 @@ def _positions(topics: list[str], partitions_json: list[bytes], offsets: list[in
     """``topic/partition/offset`` of each message as bytes that need no JSON escaping, joined
     from the numbers' JSON; ``None`` if a topic or offset could need escaping (then the
     request ids are escaped one by one)."""
-    names = set(topics)
-    if not all(_PLAIN.fullmatch(t) for t in names) or set(map(type, offsets)) != {int}:
+    encoded = {t: t.encode() for t in set(topics)}
+    if (not all(map(_PLAIN_TEXT.fullmatch, encoded.values()))
+            or set(map(type, offsets)) != {int}):
         return None
-    prefixes = [topics[0].encode()] * len(topics) if len(names) == 1 else list(map(
-        {t: t.encode() for t in names}.__getitem__, topics))
+    prefixes = [encoded[topics[0]]] * len(topics) if len(encoded) == 1 else list(map(
+        encoded.__getitem__, topics))
     return list(map(b"/".join, zip(prefixes, partitions_json, offsets_json, strict=True)))
 
 

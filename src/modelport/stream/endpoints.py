@@ -60,12 +60,13 @@ def parse(uri: str) -> Endpoint:
 def open_source(endpoint: Endpoint, *, group: str, consumer: str, **options: Any) -> Any:
     """A started-later ``Source`` for ``endpoint`` (Kafka or Redis Streams)."""
     if endpoint.kind == "kafka":
-        from modelport.stream.kafka import KafkaSource
+        from modelport.stream.kafka import DEFAULT_PREFETCH, KafkaSource, read_ahead
 
         return KafkaSource(endpoint.location, [endpoint.name], group,
                            session_timeout_ms=options.get("session_timeout_ms", 10_000),
                            start_from=options.get("start_from", "earliest"),
-                           prefetch=options.get("prefetch", 5000),
+                           prefetch=read_ahead(options["max_batch"]) if "max_batch" in options
+                           else DEFAULT_PREFETCH,
                            config=options.get("config"))
     if endpoint.kind == "redis":
         from modelport.stream.redis_streams import RedisStreamSource

@@ -44,6 +44,16 @@ _offset, _key, _value = KafkaMessage.offset, KafkaMessage.key, KafkaMessage.valu
 _headers, _timestamp, _ms = KafkaMessage.headers, KafkaMessage.timestamp, operator.itemgetter(1)
 
 
+def read_ahead(max_batch: int) -> int:
+    """Messages per partition a consumer reads ahead of a worker taking ``max_batch`` at a time:
+    ten batches, at least 1000 (see :class:`KafkaSource`)."""
+    return max(10 * max_batch, 1000)
+
+
+#: the read-ahead for the worker's default batch of 500
+DEFAULT_PREFETCH = read_ahead(500)
+
+
 class KafkaSource:
     """A member of consumer group ``group`` reading ``topics`` from ``bootstrap``.
 
@@ -63,7 +73,7 @@ class KafkaSource:
         *,
         session_timeout_ms: int = 10_000,
         start_from: str = "earliest",
-        prefetch: int = 5000,
+        prefetch: int = DEFAULT_PREFETCH,
         config: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap

@@ -55,7 +55,7 @@ class Message:
 class Messages(Sequence[Message]):
     """A poll's messages kept as columns (none with headers): what the Kafka source returns for
     the common batch. A sequence of :class:`Message` to anyone who iterates or indexes it (made
-    on first use); the worker's hot path reads the columns (:func:`columns`) instead.
+    on first use); the worker's hot path reads the columns (:func:`column`) instead.
     """
 
     __slots__ = ("_items", "keys", "offsets", "partitions", "timestamps", "topics", "values")
