@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from modelport.core.batch import Result
-from modelport.stream import Message, MessageCodec
-from modelport.stream.codec import json_values
+from modelport.stream import Message, MessageCodec, fastcodec
+from modelport.stream import codec as codec_module
+from modelport.stream.codec import json_column
 from modelport.stream.message import Messages, Outputs, column
 
 
@@ -23,9 +24,23 @@ def _messages(n: int, *, keys: list[bytes | None] | None = None,
                     headers[i] if headers else ()) for i in range(n)]
 
 
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def fill_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with the compiled template fill and with its Python equivalent."""
+    if request.param == "python":
+        monkeypatch.setattr(codec_module, "fill", fastcodec.fill_python)
+    elif not fastcodec.COMPILED:
+        pytest.skip("the compiled codec was not built (no C compiler)")
+    return str(request.param)
+
+
 def _assert_same(codec: MessageCodec, messages: list[Message], records: list[dict[str, Any]],
                  result: Result) -> None:
     batch = codec.encode_batch(messages, records, result, latency_ms=1.23456)
+    # the passthrough fields given as JSON texts (as the row reader gives them) instead
+    picks = [[orjson.dumps(r.get(name)) for r in records] for name in codec.passthrough]
+    from_picks = codec.encode_batch(messages, None, result, latency_ms=1.23456, picks=picks)
+    assert [o.value for o in from_picks] == [o.value for o in batch]
     one = [codec.encode(m, 0, r, p, latency_ms=1.23456)
            for m, r, p in zip(messages, records, result.to_records(), strict=True)]
     assert [o.value for o in batch] == [o.value for o in one]
@@ -113,8 +128,8 @@ def test_passthrough_fields_named_twice_are_written_once() -> None:
 @pytest.mark.parametrize("values", [
     [1, 2.5, None, True, -3e300], ["a", "b,c", ""], [{"a": 1, "b": 2}, [1, 2]], ["x"], [],
 ])
-def test_json_values_match_one_dump_per_value(values: list[Any]) -> None:
-    assert json_values(values) == [orjson.dumps(v) for v in values]
+def test_json_columns_match_one_dump_per_value(values: list[Any]) -> None:
+    assert fastcodec.as_list(json_column(values)) == [orjson.dumps(v) for v in values]
 
 
 def test_a_batch_of_outputs_reads_as_outputs_one_by_one() -> None:

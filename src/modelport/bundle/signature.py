@@ -254,6 +254,19 @@ class Signature:
         cols = {n: [rec[n] for rec in records] for n in names}
         return self._from_columns(cols, keys, allow_extra=True)
 
+    @property
+    def float_columns(self) -> bool:
+        """Whether the inputs are columns of one float dtype: records can then be read straight
+        into one float64 matrix (see :meth:`from_matrix`)."""
+        return self._uniform is not None and self._uniform.startswith("float")
+
+    def from_matrix(self, matrix: Array) -> Batch:
+        """The batch for a float64 ``matrix`` holding the inputs in signature order, one row
+        per record, checked as :meth:`coerce` checks records (missing values)."""
+        if not self.float_columns:
+            raise InvalidInputError("this model's inputs are not all float columns; send records")
+        return self._matrix_batch(matrix, None)
+
     def _float_rows(self, records: Sequence[Any], allow_extra: bool) -> Array | None:
         """The float matrix of plain dicts holding every input as an int or float, else None.
 
@@ -261,7 +274,7 @@ class Signature:
         JSON records); anything else returns None and takes the checks for a precise message.
         """
         names = self.input_names
-        if (self._uniform is None or not self._uniform.startswith("float") or len(names) < 2
+        if (not self.float_columns or len(names) < 2  # (one name: itemgetter gives no tuple)
                 or set(map(type, records)) != {dict}):
             return None
         if not allow_extra and set(map(len, records)) != {len(names)}:

@@ -25,6 +25,7 @@ import orjson
 
 from modelport.core.batch import Result
 from modelport.errors import ConfigurationError
+from modelport.stream.fastcodec import Column, fill
 from modelport.stream.message import (
     REQUEST_ID_HEADER,
     Message,
@@ -128,79 +129,82 @@ class MessageCodec:
     def encode_batch(
         self,
         messages: Sequence[Message],
-        records: Sequence[Mapping[str, Any]],
+        records: Sequence[Mapping[str, Any]] | None,
         result: Result,
         *,
         latency_ms: float,
+        picks: Sequence[list[bytes]] | None = None,
     ) -> Sequence[Output]:
         """``encode`` for messages of one record each, with ``result`` row ``i`` for message ``i``.
 
         The same outputs, byte for byte, as ``encode(messages[i], 0, records[i], row i of
         result)``, built column by column: each field's values are serialized in one call
-        (:func:`json_values`) and poured into one bytes template per batch, so there is no
-        per-row dict, no per-row ``orjson.dumps`` and no object per message (:class:`Outputs`).
+        (:func:`json_column`) and written into one template per batch
+        (:func:`~modelport.stream.fastcodec.fill`), so there is no per-row dict, no per-row
+        ``orjson.dumps`` and no object per message (:class:`Outputs`). ``picks`` gives the
+        passthrough fields' JSON texts instead of ``records``, one list per field, when the
+        records were never parsed (:class:`~modelport.stream.fastcodec.RowReader`).
         """
         names = [str(c) for c in result.classes] if result.classes is not None else []
         if ("label" in result.outputs or "probabilities" in result.outputs  # they override
                 or len(set(names)) != len(names)):  # dict() would merge equal names
+            if records is None:
+                records = list(map(orjson.loads, column(messages, "value")))
             return [self.encode(m, 0, r, p, latency_ms=latency_ms) for m, r, p in zip(
                 messages, records, result.to_records(), strict=True)]
-        columns: list[list[bytes]] = []  # one per %b of the template, in order
-
-        def field(name: str, values: list[Any] | None, *, first: bool = False) -> str:
-            """The template text for one field; its values become the next column."""
-            text = ("{" if first else ",") + _literal(name) + ":"
-            if values is None:
-                return text + "null"
-            if _same(values):
-                return text + _literal(values[0])
-            columns.append(json_values(values))
-            return text + "%b"
-
+        out = _Template()
         keys = column(messages, "key")
         if None not in keys and _PLAIN_TEXT.fullmatch(b"".join(keys)):  # written as they are
-            parts = ['{"key":"%b"']
-            columns.append(keys)
+            out.text('{"key":"')
+            out.gap(keys)
+            out.text('"')
         else:
-            parts = [field("key", [k.decode("utf-8", "replace") if k is not None else None
-                                   for k in keys], first=True)]
-        parts.append(field("label", result.labels.tolist() if result.labels is not None
-                           else None))
+            out.field("{", "key", [k.decode("utf-8", "replace") if k is not None else None
+                                   for k in keys])
+        out.field(",", "label", result.labels.tolist() if result.labels is not None else None)
         if result.probabilities is not None and result.classes is not None:
             probabilities = result.probabilities
-            inner = ",".join(_literal(name) + ":%b" for name in names)
-            parts.append(',"probabilities":{' + inner + "}")
-            columns.extend(json_values(probabilities[:, j].tolist()) for j in range(len(names)))
+            out.text(',"probabilities":' + ("" if names else "{"))
+            for j, name in enumerate(names):
+                out.field("{" if j == 0 else ",", name, probabilities[:, j].tolist())
+            out.text("}")
         else:
-            parts.append(',"probabilities":null')
+            out.text(',"probabilities":null')
         topics, offsets = column(messages, "topic"), column(messages, "offset")
-        partitions_json = json_values(column(messages, "partition"))
-        offsets_json = json_values(offsets)
-        parts += [
-            ',"model":' + _literal(self.model),
-            ',"model_version":' + _literal(self.version),
-            field("input_topic", topics),
-            ',"input_partition":%b,"input_offset":%b,"input_index":0',
-            ',"latency_ms":' + _literal(round(latency_ms, 3)),
-        ]
-        columns += [partitions_json, offsets_json]
+        partitions_json = json_column(column(messages, "partition"))
+        offsets_json = json_column(offsets)
+        out.text(f',"model":{_json(self.model)},"model_version":{_json(self.version)}')
+        out.field(",", "input_topic", topics)
+        out.text(',"input_partition":')
+        out.gap(partitions_json)
+        out.text(',"input_offset":')
+        out.gap(offsets_json)
+        out.text(f',"input_index":0,"latency_ms":{_json(round(latency_ms, 3))}')
         request_ids = None if has_headers(messages) else _positions(
             topics, partitions_json, offsets, offsets_json)
         if request_ids is not None:  # plain text: written between quotes as they are
-            parts.append(',"request_id":"%b"')
-            columns.append(request_ids)
+            out.text(',"request_id":"')
+            out.gap(request_ids)
+            out.text('"')
         else:
             given = [m.request_id for m in messages]
-            parts.append(field("request_id", given))
+            out.field(",", "request_id", given)
             request_ids = [r.encode() for r in given]
         if result.outputs:
-            inner = ",".join(_literal(name) + ":%b" for name in result.outputs)
-            parts.append(',"outputs":{' + inner + "}")
-            columns.extend(json_values(v.tolist()) for v in result.outputs.values())
-        parts += [field(name, [r.get(name) for r in records]) for name in self.passthrough]
-        template = ("".join(parts) + "}").encode()
-        values = list(map(template.__mod__, zip(*columns, strict=True)))
-        return Outputs(messages, values, keys, request_ids)
+            out.text(',"outputs":')
+            for j, (name, values) in enumerate(result.outputs.items()):
+                out.field("{" if j == 0 else ",", name, values.tolist())
+            out.text("}")
+        if picks is not None:
+            for name, texts in zip(self.passthrough, picks, strict=True):
+                out.text(f",{_json(name)}:")
+                out.gap(texts)
+        else:
+            assert records is not None
+            for name in self.passthrough:
+                out.field(",", name, [r.get(name) for r in records])
+        out.text("}")
+        return Outputs(messages, out.fill(), keys, request_ids)
 
     def dead_letter(self, message: Message, error: str, detail: str) -> Output:
         """The original message, unchanged, with headers saying what failed and where it was."""
@@ -224,33 +228,35 @@ class MessageCodec:
         )
 
 
-def json_values(values: list[Any]) -> list[bytes]:
+def json_column(values: list[Any]) -> Column:
     """Each value as ``orjson.dumps(value)`` writes it, serialized in one call where possible.
 
-    The list is dumped once and split at its commas when it holds exactly ``len - 1`` of them,
-    that is when no value holds a comma of its own (numbers, ``null``, booleans, most strings):
-    then every comma is a separator. Otherwise each value is dumped on its own.
+    The list is dumped once, and its body (brackets off) is the column when it holds exactly
+    ``len - 1`` commas, that is when no value holds a comma of its own (numbers, ``null``,
+    booleans, most strings): then every comma is a separator, and :func:`fill` reads the texts
+    between them without a bytes object each. Otherwise each value is dumped on its own.
     """
     if not values:
         return []
     body = orjson.dumps(values)[1:-1]
     if body.count(b",") == len(values) - 1:
-        return body.split(b",")
+        return body
     return list(map(orjson.dumps, values))
 
 
-def _positions(topics: list[str], partitions_json: list[bytes], offsets: list[int | str],
-               offsets_json: list[bytes]) -> list[bytes] | None:
-    """``topic/partition/offset`` of each message as bytes that need no JSON escaping, joined
-    from the numbers' JSON; ``None`` if a topic or offset could need escaping (then the
-    request ids are escaped one by one)."""
+def _positions(topics: list[str], partitions_json: Column, offsets: list[int | str],
+               offsets_json: Column) -> list[bytes] | None:
+    """``topic/partition/offset`` of each message as bytes that need no JSON escaping, made
+    from the numbers' JSON; ``None`` if a topic or offset could need escaping (then the request
+    ids are escaped one by one)."""
     encoded = {t: t.encode() for t in set(topics)}
     if (not all(map(_PLAIN_TEXT.fullmatch, encoded.values()))
             or set(map(type, offsets)) != {int}):
         return None
-    prefixes = [encoded[topics[0]]] * len(topics) if len(encoded) == 1 else list(map(
-        encoded.__getitem__, topics))
-    return list(map(b"/".join, zip(prefixes, partitions_json, offsets_json, strict=True)))
+    if len(encoded) == 1:
+        return fill((encoded[topics[0]] + b"/", b"/", b""), [partitions_json, offsets_json])
+    prefixes = [encoded[t] + b"/" for t in topics]
+    return fill((b"", b"", b"/", b""), [prefixes, partitions_json, offsets_json])
 
 
 def _same(values: list[Any]) -> bool:
@@ -264,6 +270,37 @@ def _same(values: list[Any]) -> bool:
             and values.count(first) == len(values) and set(map(type, values)) == {kind})
 
 
-def _literal(value: Any) -> str:
-    """``value`` as JSON text fit for a %-template (a literal ``%`` doubled)."""
-    return orjson.dumps(value).decode().replace("%", "%%")
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class _Template:
+    """An output message as literal JSON text with gaps, each gap filled from one column of
+    JSON texts (one per message)."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+        self.columns: list[Column] = []
+        self._text: list[str] = []
+
+    def text(self, text: str) -> None:
+        self._text.append(text)
+
+    def gap(self, column: Column) -> None:
+        self.pieces.append("".join(self._text).encode())
+        self._text = []
+        self.columns.append(column)
+
+    def field(self, before: str, name: str, values: list[Any] | None) -> None:
+        """``before`` (``{`` or ``,``), the name, and the values: ``null`` for none, written once
+        when all the same, else a gap."""
+        self.text(before + _json(name) + ":")
+        if values is None:
+            self.text("null")
+        elif _same(values):
+            self.text(_json(values[0]))
+        else:
+            self.gap(json_column(values))
+
+    def fill(self) -> list[bytes]:
+        return fill((*self.pieces, "".join(self._text).encode()), self.columns)

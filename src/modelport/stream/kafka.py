@@ -124,12 +124,13 @@ class KafkaSource:
         topics: list[Any] = list(map(_topic, raw))  # (str and int where there is no error)
         partitions: list[Any] = list(map(_partition, raw))
         if (not any(map(_error, raw)) and not any(map(_headers, raw))
-                and set(zip(topics, partitions, strict=True)) <= self.assignment):
+                and self._owned(topics, partitions)):
             # the common batch, converted with C-level passes: no errors, no headers, and
             # every partition still ours
             offsets: list[Any] = list(map(_offset, raw))
             return Messages(topics, partitions, offsets, list(map(_key, raw)),
-                            list(map(_value, raw)), list(map(_ms, map(_timestamp, raw))))
+                            list(map(_value, raw)),
+                            lambda: list(map(_ms, map(_timestamp, raw))))
         out: list[Message] = []
         append, owned = out.append, self.assignment
         for m in raw:
@@ -151,11 +152,22 @@ class KafkaSource:
             ))
         return out
 
+    def _owned(self, topics: list[str], partitions: list[int]) -> bool:
+        """Whether every message's partition is still assigned to this consumer."""
+        if topics.count(topics[0]) == len(topics):  # one topic: no tuple per message
+            topic = topics[0]
+            return set(partitions) <= {p for t, p in self.assignment if t == topic}
+        return set(zip(topics, partitions, strict=True)) <= self.assignment
+
     def offsets(self, messages: Sequence[Message]) -> list[TopicPartition]:
         """The next offset to read per partition after ``messages`` (one poll's, in order)."""
         # a poll returns each partition's messages in offset order: the dict keeps the last
-        top = dict(zip(zip(column(messages, "topic"), column(messages, "partition"),
-                           strict=True), column(messages, "offset"), strict=True))
+        topics, partitions = column(messages, "topic"), column(messages, "partition")
+        offsets = column(messages, "offset")
+        if topics and topics.count(topics[0]) == len(topics):  # one topic: no tuple per message
+            return [TopicPartition(topics[0], p, int(o) + 1)
+                    for p, o in dict(zip(partitions, offsets, strict=True)).items()]
+        top = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
         return [TopicPartition(t, p, int(o) + 1) for (t, p), o in top.items()]
 
     def commit(self, messages: Sequence[Message]) -> None:

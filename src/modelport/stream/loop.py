@@ -50,6 +50,7 @@ from modelport.stream.codec import (
     MalformedMessageError,
     MessageCodec,
 )
+from modelport.stream.fastcodec import RowReader
 from modelport.stream.message import Message, Output, column
 from modelport.stream.metrics import StreamMetrics
 from modelport.stream.sink import (
@@ -145,10 +146,7 @@ class StreamLoop:
         self.clock = clock
         self.sleep = sleep
         self.failpoint = failpoint
-        self.codec = MessageCodec(
-            model=self.runner.name, version=self.runner.version,
-            passthrough=self.options.passthrough, dead_letter_topic=dead_letter_topic,
-        )
+        self._use(self.runner, dead_letter_topic)
         self._stop = threading.Event()
         self._sent: _Sent | None = None
         self._pipelined = not self.options.exactly_once and isinstance(sink, PipelinedSink)
@@ -321,23 +319,33 @@ class StreamLoop:
                        ) -> Sequence[Output] | None:
         """The common batch, with C-level passes: every message one JSON object, all fitting
         the signature, predicted in one call. ``None`` when anything else happens; the caller
-        then finds out message by message what each holds and which go to dead letters."""
+        then finds out message by message what each holds and which go to dead letters.
+
+        Float inputs are read straight into the model's matrix by the compiled codec when it
+        takes the whole batch (:class:`RowReader`); otherwise each message is parsed here."""
+        values = column(messages, "value")
+        records: list[Any] | None = None
+        read = self._rows.read(values)
         try:
-            records = list(map(orjson.loads, column(messages, "value")))
-        except (orjson.JSONDecodeError, TypeError):  # TypeError: a message without a value
-            return None
-        if set(map(type, records)) != {dict}:
-            return None
-        try:
-            batch = self.runner.model.signature.coerce(records,
-                                                       allow_extra=self.options.allow_extra)
+            if read is not None:
+                batch, picks = read
+            else:
+                picks = None
+                try:
+                    records = list(map(orjson.loads, values))
+                except (orjson.JSONDecodeError, TypeError):  # TypeError: a message without value
+                    return None
+                if set(map(type, records)) != {dict}:
+                    return None
+                batch = self.runner.model.signature.coerce(records,
+                                                           allow_extra=self.options.allow_extra)
             result = self.runner.predict(batch, source="stream",
                                          request_id=messages[0].request_id)
         except ModelportError:  # the general path says which messages (predicting once more)
             return None
         if result.n_rows != len(messages):
             return None
-        return self.codec.encode_batch(messages, records, result,
+        return self.codec.encode_batch(messages, records, result, picks=picks,
                                        latency_ms=(self.clock() - start) * 1000.0)
 
     def _coerce(
@@ -516,10 +524,15 @@ class StreamLoop:
             return
         log.info("switching model", extra={"old": self.runner.model.ref,
                                            "new": runner.model.ref})
+        self._use(runner, self.codec.dead_letter_topic)
+
+    def _use(self, runner: Runner, dead_letter_topic: str | None) -> None:
         self.runner = runner
         self.codec = MessageCodec(model=runner.name, version=runner.version,
-                                  passthrough=self.codec.passthrough,
-                                  dead_letter_topic=self.codec.dead_letter_topic)
+                                  passthrough=self.options.passthrough,
+                                  dead_letter_topic=dead_letter_topic)
+        self._rows = RowReader(runner.model.signature, self.codec.passthrough,
+                               allow_extra=self.options.allow_extra)
 
     def _update_lag(self) -> None:
         if self.metrics is None:
