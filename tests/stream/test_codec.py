@@ -63,6 +63,19 @@ def test_binary_classifier_outputs_with_passthrough() -> None:
                  _messages(n), records, result)
 
 
+@pytest.mark.parametrize("labels", [
+    np.array([-0.0, 1e16, 1e-7, 1e-5, np.nan, np.inf, -np.inf, 5e-324, 0.1, 2.5]),  # regression
+    np.full(10, 7, dtype=np.int64),  # one class for all: written once
+    np.arange(10, dtype=np.uint64) * 2**60,
+    np.array([True, False] * 5),
+    np.array([3], dtype=np.int64),  # a batch of one
+], ids=["float64", "equal-ints", "uint64", "bool", "one-row"])
+def test_label_arrays_are_written_as_their_values_would_be(labels: np.ndarray) -> None:
+    n = len(labels)
+    _assert_same(MessageCodec(model="m", version=None, passthrough=("id",)), _messages(n),
+                 [{"id": i} for i in range(n)], Result(n, labels=labels))
+
+
 @pytest.mark.parametrize("case", ["awkward-strings", "multiclass-strings", "nan-and-none"])
 def test_values_that_defeat_the_bulk_split_are_still_written_exactly(case: str) -> None:
     n = 6

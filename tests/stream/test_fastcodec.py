@@ -47,7 +47,7 @@ def _reference(values: list[Any], *, allow_extra: bool = True, signature: Signat
 def _read(values: list[Any], *, allow_extra: bool = True, signature: Signature = SIGNATURE,
           picks: tuple[str, ...] = PICKS) -> tuple[np.ndarray, list[list[bytes]]] | None:
     read = RowReader(signature, picks, allow_extra=allow_extra).read(values)
-    return None if read is None else (read[0].to_matrix(), read[1])
+    return None if read is None else (read[0].to_matrix(), list(map(fastcodec.as_list, read[1])))
 
 
 def _assert_same(values: list[Any], **kwargs: Any) -> None:
@@ -102,6 +102,10 @@ def test_passthrough_texts_and_extra_fields_of_every_kind() -> None:
         space = [" ", "", "\n\t", "\r\n "][i % 4]
         values.append(("{" + space + ("," + space).join(fields) + space + "}").encode())
     _assert_same(values)
+    read = RowReader(SIGNATURE, PICKS, allow_extra=True).read(values)
+    assert read is not None
+    ids, tags, b = read[1]  # joined with commas, but for the tags, one of which holds one
+    assert isinstance(ids, bytes) and isinstance(tags, list) and isinstance(b, bytes)
 
 
 def test_a_float32_signature_gets_the_float_matrix_it_casts() -> None:

@@ -7,7 +7,8 @@
  *       Each message a JSON object whose inputs `names` are all JSON numbers: the float64
  *       matrix (row-major, one row per message, one column per name) that
  *       `Signature.coerce(list(map(orjson.loads, values)))` makes, and for each name in `picks`
- *       the JSON text `orjson.dumps(record.get(name))` writes.  Returns None for anything it
+ *       the JSON text `orjson.dumps(record.get(name))` writes (a column as `fill` takes it:
+ *       joined with commas unless a text holds one).  Returns None for anything it
  *       does not take on exactly (a message it cannot read, a duplicate input, a number out of
  *       range, text needing escapes, ...): the caller then takes the Python path, which decides
  *       and explains.  It never raises for message content.
@@ -423,6 +424,46 @@ static int read_row(const unsigned char *data, Py_ssize_t size, const Name *name
     return TAKEN;
 }
 
+/* One pick's texts ("null" where missing) as a joined column when none holds a comma, else
+ * as a list of bytes. */
+static PyObject *pick_column(const unsigned char **spans, const Py_ssize_t *lens, Py_ssize_t n) {
+    Py_ssize_t total = n - 1;
+    int commas = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (spans[i] == NULL) {
+            total += 4;
+            continue;
+        }
+        total += lens[i];
+        commas = commas || memchr(spans[i], ',', (size_t)lens[i]) != NULL;
+    }
+    if (!commas) {
+        PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
+        if (!joined) return NULL;
+        char *w = PyBytes_AS_STRING(joined);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i) *w++ = ',';
+            const char *text = spans[i] ? (const char *)spans[i] : "null";
+            Py_ssize_t len = spans[i] ? lens[i] : 4;
+            memcpy(w, text, (size_t)len);
+            w += len;
+        }
+        return joined;
+    }
+    PyObject *column = PyList_New(n);
+    if (!column) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *text = spans[i] ? PyBytes_FromStringAndSize((const char *)spans[i], lens[i])
+                                  : PyBytes_FromStringAndSize("null", 4);
+        if (!text) {
+            Py_DECREF(column);
+            return NULL;
+        }
+        PyList_SET_ITEM(column, i, text);
+    }
+    return column;
+}
+
 static PyObject *rows(PyObject *self, PyObject *args) {
     PyObject *values, *names_obj, *picks_obj;
     int allow_extra;
@@ -471,26 +512,9 @@ static PyObject *rows(PyObject *self, PyObject *args) {
     columns = PyList_New(n_picks);
     if (!columns) goto done;
     for (Py_ssize_t j = 0; j < n_picks; j++) {
-        PyObject *column = PyList_New(n);
+        PyObject *column = pick_column(spans + j * n, spans_len + j * n, n);
         if (!column) goto done;
         PyList_SET_ITEM(columns, j, column);
-        PyObject *null = NULL;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *text;
-            if (spans[j * n + i] == NULL) {
-                if (!null && !(null = PyBytes_FromStringAndSize("null", 4))) goto done;
-                text = Py_NewRef(null);
-            } else {
-                text = PyBytes_FromStringAndSize((const char *)spans[j * n + i],
-                                                 spans_len[j * n + i]);
-                if (!text) {
-                    Py_XDECREF(null);
-                    goto done;
-                }
-            }
-            PyList_SET_ITEM(column, i, text);
-        }
-        Py_XDECREF(null);
     }
     result = PyTuple_Pack(2, matrix, columns);
 done:

@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 
 from modelport.core.batch import Result
@@ -133,7 +134,7 @@ class MessageCodec:
         result: Result,
         *,
         latency_ms: float,
-        picks: Sequence[list[bytes]] | None = None,
+        picks: Sequence[Column] | None = None,
     ) -> Sequence[Output]:
         """``encode`` for messages of one record each, with ``result`` row ``i`` for message ``i``.
 
@@ -161,12 +162,12 @@ class MessageCodec:
         else:
             out.field("{", "key", [k.decode("utf-8", "replace") if k is not None else None
                                    for k in keys])
-        out.field(",", "label", result.labels.tolist() if result.labels is not None else None)
+        out.field(",", "label", result.labels)
         if result.probabilities is not None and result.classes is not None:
-            probabilities = result.probabilities
+            probabilities = np.ascontiguousarray(result.probabilities.T)  # a row per class
             out.text(',"probabilities":' + ("" if names else "{"))
             for j, name in enumerate(names):
-                out.field("{" if j == 0 else ",", name, probabilities[:, j].tolist())
+                out.field("{" if j == 0 else ",", name, probabilities[j])
             out.text("}")
         else:
             out.text(',"probabilities":null')
@@ -193,7 +194,7 @@ class MessageCodec:
         if result.outputs:
             out.text(',"outputs":')
             for j, (name, values) in enumerate(result.outputs.items()):
-                out.field("{" if j == 0 else ",", name, values.tolist())
+                out.field("{" if j == 0 else ",", name, values)
             out.text("}")
         if picks is not None:
             for name, texts in zip(self.passthrough, picks, strict=True):
@@ -291,16 +292,25 @@ class _Template:
         self._text = []
         self.columns.append(column)
 
-    def field(self, before: str, name: str, values: list[Any] | None) -> None:
+    def field(self, before: str, name: str, values: list[Any] | np.ndarray | None) -> None:
         """``before`` (``{`` or ``,``), the name, and the values: ``null`` for none, written once
         when all the same, else a gap."""
         self.text(before + _json(name) + ":")
         if values is None:
             self.text("null")
-        elif _same(values):
-            self.text(_json(values[0]))
+            return
+        # orjson writes 64-bit number arrays as it writes their lists, without a Python object
+        # per value (not float32: it would write float32 values, the list float64)
+        if (isinstance(values, np.ndarray) and values.ndim == 1
+                and values.dtype.kind in "iuf" and values.dtype.itemsize == 8
+                and (values.dtype.kind == "f" or values.min() != values.max())):
+            self.gap(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1])
+            return
+        listed: list[Any] = values.tolist() if isinstance(values, np.ndarray) else values
+        if _same(listed):  # (so are equal integers of an array)
+            self.text(_json(listed[0]))
         else:
-            self.gap(json_column(values))
+            self.gap(json_column(listed))
 
     def fill(self) -> list[bytes]:
         return fill((*self.pieces, "".join(self._text).encode()), self.columns)

@@ -39,8 +39,9 @@ Column = bytes | list[bytes]
 
 
 class RowReader:
-    """Reads messages for one signature: :meth:`read` gives the batch and the JSON text of the
-    ``picks`` fields (``orjson.dumps(record.get(name))``) of each message, or ``None``."""
+    """Reads messages for one signature: :meth:`read` gives the batch and the JSON texts of the
+    ``picks`` fields (``orjson.dumps(record.get(name))``), one :data:`Column` per field, or
+    ``None``."""
 
     def __init__(self, signature: Signature, picks: Sequence[str], *, allow_extra: bool) -> None:
         self.signature = signature
@@ -49,7 +50,7 @@ class RowReader:
         self._allow_extra = allow_extra
         self.enabled = COMPILED and signature.float_columns
 
-    def read(self, values: list[Any]) -> tuple[Batch, list[list[bytes]]] | None:
+    def read(self, values: list[Any]) -> tuple[Batch, list[Column]] | None:
         if not self.enabled:
             return None
         read = _fastcodec.rows(values, self._names, self._picks, self._allow_extra)
