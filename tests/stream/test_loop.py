@@ -26,7 +26,9 @@ from modelport.stream import (
     SinkError,
     StreamLoop,
     StreamMetrics,
+    fastcodec,
 )
+from modelport.stream import codec as codec_module
 from modelport.stream.loop import StreamOptions
 from tests.stream.conftest import record  # type: ignore[import-not-found]
 
@@ -116,6 +118,31 @@ def test_outputs_are_written_before_the_commit_and_in_one_prediction_call(
     assert [o.record["id"] for o in sink.outputs if o.record] == list(range(10))
     assert runner.model.predict([{k: v for k, v in record(3).items() if k != "id"}])[0] == \
         sink.outputs[3].record["label"]  # type: ignore[index]
+
+
+def test_the_compiled_reader_and_the_python_path_write_the_same_outputs(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fastcodec.COMPILED:
+        pytest.skip("the compiled codec was not built (no C compiler)")
+    messages = [_msg(i, record(i), key=None if i == 3 else f"k{i}".encode()) for i in range(20)]
+
+    def run() -> tuple[list[bytes], bool]:
+        sink = ListSink([])
+        loop = StreamLoop(runner, ListSource(messages, []), sink,
+                          options=StreamOptions(passthrough=("id", "absent")),
+                          clock=lambda: 0.0)  # (latency 0 in both runs)
+        taken = loop._rows.read([m.value for m in messages]) is not None
+        loop.run_once()
+        return [o.value for o in sink.outputs], taken
+
+    compiled, taken = run()
+    assert taken and len(compiled) == 20
+    monkeypatch.setattr(fastcodec, "COMPILED", False)
+    monkeypatch.setattr(codec_module, "fill", fastcodec.fill_python)
+    python, taken = run()
+    assert not taken
+    assert compiled == python
 
 
 def test_a_message_with_a_list_gets_one_output_per_record(runner: Runner) -> None:

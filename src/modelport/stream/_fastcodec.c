@@ -85,17 +85,20 @@ static int simple_number(const unsigned char *s, Py_ssize_t len, double *out) {
         p++;
     }
     while (p < end && *p == '0') p++; /* leading zeros are not significant */
-    for (; p < end && *p >= '0' && *p <= '9'; p++, digits++) mantissa = mantissa * 10 + (*p - '0');
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (++digits > 15) return 0;
+        mantissa = mantissa * 10 + (*p - '0');
+    }
     if (p < end && *p == '.') {
         p++;
         if (digits == 0)
             for (; p < end && *p == '0'; p++) exponent--;
-        for (; p < end && *p >= '0' && *p <= '9'; p++, digits++) {
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (++digits > 15) return 0;
             mantissa = mantissa * 10 + (*p - '0');
             exponent--;
         }
     }
-    if (digits > 15) return 0;
     if (p < end) { /* e or E */
         int sign = 1;
         int64_t e = 0;
@@ -404,7 +407,7 @@ static int read_row(const unsigned char *data, Py_ssize_t size, const Name *name
             if (!number_value(s, len, integer, &out[input])) return REFUSED;
             seen[input] = 1;
             found++;
-        } else if (!allow_extra && pick < 0) {
+        } else if (!allow_extra) { /* coerce refuses any field but the inputs */
             return REFUSED;
         } else if (!skip_value(&c, 1)) {
             return REFUSED;
