@@ -29,7 +29,8 @@ def test_error_tree_has_one_root() -> None:
 
 
 @pytest.mark.parametrize("module", [
-    "modelport", "modelport.bundle.signature", "modelport.testing",
+    "modelport", "modelport.bundle.signature", "modelport.testing", "modelport.stream.codec",
+    "modelport.stream.fastcodec",
 ])
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

@@ -143,7 +143,7 @@ class MessageCodec:
         (:func:`json_column`) and written into one template per batch
         (:func:`~modelport.stream.fastcodec.fill`), so there is no per-row dict, no per-row
         ``orjson.dumps`` and no object per message (:class:`Outputs`). ``picks`` gives the
-        passthrough fields' JSON texts instead of ``records``, one list per field, when the
+        passthrough fields' JSON texts instead of ``records``, one column per field, when the
         records were never parsed (:class:`~modelport.stream.fastcodec.RowReader`).
         """
         names = [str(c) for c in result.classes] if result.classes is not None else []

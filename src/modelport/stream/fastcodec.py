@@ -3,7 +3,7 @@
 Two steps of the hot path are done in C (``_fastcodec.c``, built with the package; an install
 without a C compiler skips it and :data:`COMPILED` is false):
 
-- :func:`read_rows` reads a batch of JSON messages straight into the float matrix the model
+- :class:`RowReader` reads a batch of JSON messages straight into the float matrix the model
   takes, without a dict per message. It takes on only what it can read exactly as
   ``orjson.loads`` then ``Signature.coerce`` would, and returns ``None`` for anything else
   (including every malformed message), so the worker's Python path stays the one that decides
