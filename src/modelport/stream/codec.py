@@ -18,7 +18,7 @@ input. The same flat record is what a SQL sink stores as a row.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -154,21 +154,19 @@ class MessageCodec:
             return [self.encode(m, 0, r, p, latency_ms=latency_ms) for m, r, p in zip(
                 messages, records, result.to_records(), strict=True)]
         out = _Template()
+        out.text("{")
         keys = column(messages, "key")
         if None not in keys and _PLAIN_TEXT.fullmatch(b"".join(keys)):  # written as they are
-            out.text('{"key":"')
+            out.text('"key":"')
             out.gap(keys)
             out.text('"')
         else:
-            out.field("{", "key", [k.decode("utf-8", "replace") if k is not None else None
-                                   for k in keys])
+            out.field("", "key", [k.decode("utf-8", "replace") if k is not None else None
+                                  for k in keys])
         out.field(",", "label", result.labels)
         if result.probabilities is not None and result.classes is not None:
             probabilities = np.ascontiguousarray(result.probabilities.T)  # a row per class
-            out.text(',"probabilities":' + ("" if names else "{"))
-            for j, name in enumerate(names):
-                out.field("{" if j == 0 else ",", name, probabilities[j])
-            out.text("}")
+            out.object("probabilities", zip(names, probabilities, strict=True))
         else:
             out.text(',"probabilities":null')
         topics, offsets = column(messages, "topic"), column(messages, "offset")
@@ -192,10 +190,7 @@ class MessageCodec:
             out.field(",", "request_id", given)
             request_ids = [r.encode() for r in given]
         if result.outputs:
-            out.text(',"outputs":')
-            for j, (name, values) in enumerate(result.outputs.items()):
-                out.field("{" if j == 0 else ",", name, values)
-            out.text("}")
+            out.object("outputs", result.outputs.items())
         if picks is not None:
             for name, texts in zip(self.passthrough, picks, strict=True):
                 out.text(f",{_json(name)}:")
@@ -293,8 +288,8 @@ class _Template:
         self.columns.append(column)
 
     def field(self, before: str, name: str, values: list[Any] | np.ndarray | None) -> None:
-        """``before`` (``{`` or ``,``), the name, and the values: ``null`` for none, written once
-        when all the same, else a gap."""
+        """``before`` (a separator, or nothing for an object's first field), the name, and the
+        values: ``null`` for none, written once when all the same, else a gap."""
         self.text(before + _json(name) + ":")
         if values is None:
             self.text("null")
@@ -311,6 +306,13 @@ class _Template:
             self.text(_json(listed[0]))
         else:
             self.gap(json_column(listed))
+
+    def object(self, name: str, fields: Iterable[tuple[str, list[Any] | np.ndarray]]) -> None:
+        """``,"name":{…}`` holding one :meth:`field` per item of ``fields``."""
+        self.text("," + _json(name) + ":{")
+        for j, (key, values) in enumerate(fields):
+            self.field("," if j else "", key, values)
+        self.text("}")
 
     def fill(self) -> list[bytes]:
         return fill((*self.pieces, "".join(self._text).encode()), self.columns)
