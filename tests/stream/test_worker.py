@@ -87,3 +87,34 @@ def test_a_registry_alias_is_followed_when_it_moves(
     assert w.terminate() == 0, w.output()
     versions = {m.key().decode()[0] + str(json.loads(m.value())["model_version"]) for m in got}
     assert versions == {"a1", "b2"}
+
+
+def test_a_polled_batch_reads_as_the_messages_the_broker_holds(broker: Broker) -> None:
+    from modelport.stream.kafka import KafkaSource
+    from modelport.stream.message import Messages
+
+    src = broker.create_topic(unique("in"), partitions=2)
+    before_ms = int(time.time() * 1000) - 60_000
+    produce(broker, src, [(f"k{i}".encode(), json.dumps({"i": i}).encode()) for i in range(20)])
+    source = KafkaSource(broker.bootstrap, [src], unique("g"), session_timeout_ms=6000)
+    source.start()
+    try:
+        got: list[Any] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 20 and time.monotonic() < deadline:
+            batch = source.poll(100, 0.5)
+            if batch:
+                assert isinstance(batch, Messages)  # no headers, no errors: kept as columns
+                one = batch[len(batch) - 1]  # one message, read without making the others
+                assert one.timestamp_ms == batch.timestamps[len(batch) - 1]
+                got.extend(batch)
+        assert sorted(json.loads(m.value)["i"] for m in got) == list(range(20))
+        assert all(m.key == f"k{json.loads(m.value)['i']}".encode() for m in got)
+        assert all(m.timestamp_ms is not None and m.timestamp_ms > before_ms for m in got)
+        last = {}
+        for m in got:
+            last[m.partition] = max(last.get(m.partition, -1), m.offset)
+        assert {tp.partition: tp.offset for tp in source.offsets(got)} == {
+            p: o + 1 for p, o in last.items()}
+    finally:
+        source.close()

@@ -13,7 +13,7 @@ import logging
 import operator
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
@@ -42,6 +42,30 @@ _REBALANCE_ERRORS = {
 _error, _topic, _partition = KafkaMessage.error, KafkaMessage.topic, KafkaMessage.partition
 _offset, _key, _value = KafkaMessage.offset, KafkaMessage.key, KafkaMessage.value
 _headers, _timestamp, _ms = KafkaMessage.headers, KafkaMessage.timestamp, operator.itemgetter(1)
+
+
+class _Timestamps(Sequence[int | None]):
+    """The timestamps (ms) of a consumed batch, each read from librdkafka only if asked for
+    (the worker never asks: a message object per poll only for its request id)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: list[KafkaMessage]) -> None:
+        self._raw = raw
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    @overload
+    def __getitem__(self, index: int) -> int | None: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[int | None]: ...
+
+    def __getitem__(self, index: int | slice) -> int | list[int | None] | None:
+        if isinstance(index, slice):
+            return list(map(_ms, map(_timestamp, self._raw[index])))
+        return _ms(_timestamp(self._raw[index]))  # type: ignore[no-any-return]
 
 
 def read_ahead(max_batch: int) -> int:
@@ -129,8 +153,7 @@ class KafkaSource:
             # every partition still ours
             offsets: list[Any] = list(map(_offset, raw))
             return Messages(topics, partitions, offsets, list(map(_key, raw)),
-                            list(map(_value, raw)),
-                            lambda: list(map(_ms, map(_timestamp, raw))))
+                            list(map(_value, raw)), _Timestamps(raw))
         out: list[Message] = []
         append, owned = out.append, self.assignment
         for m in raw:

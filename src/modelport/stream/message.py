@@ -7,7 +7,7 @@ Both are broker-neutral. A Kafka record, a Redis Streams entry and a row for a S
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter
@@ -58,24 +58,18 @@ class Messages(Sequence[Message]):
     on first use); the worker's hot path reads the columns (:func:`column`) instead.
     """
 
-    __slots__ = ("_items", "_timestamps", "keys", "offsets", "partitions", "topics", "values")
+    __slots__ = ("_items", "keys", "offsets", "partitions", "timestamps", "topics", "values")
 
     def __init__(self, topics: list[str], partitions: list[int], offsets: list[int | str],
                  keys: list[bytes | None], values: list[bytes | None],
-                 timestamps: list[int | None] | Callable[[], list[int | None]]) -> None:
+                 timestamps: Sequence[int | None]) -> None:
         self.topics = topics
         self.partitions = partitions
         self.offsets = offsets
         self.keys = keys
         self.values = values
-        self._timestamps = timestamps  # or how to read them, when first asked for
+        self.timestamps = timestamps  # (a source may read each only when asked for)
         self._items: list[Message] | None = None
-
-    @property
-    def timestamps(self) -> list[int | None]:
-        if callable(self._timestamps):
-            self._timestamps = self._timestamps()
-        return self._timestamps
 
     def __len__(self) -> int:
         return len(self.values)
