@@ -68,6 +68,10 @@ class _Timestamps(Sequence[int | None]):
         return _ms(_timestamp(self._raw[index]))  # type: ignore[no-any-return]
 
 
+def _one_topic(topics: list[str]) -> bool:
+    return bool(topics) and topics.count(topics[0]) == len(topics)
+
+
 def read_ahead(max_batch: int) -> int:
     """Messages per partition a consumer reads ahead of a worker taking ``max_batch`` at a time:
     ten batches, at least 1000 (see :class:`KafkaSource`)."""
@@ -177,7 +181,7 @@ class KafkaSource:
 
     def _owned(self, topics: list[str], partitions: list[int]) -> bool:
         """Whether every message's partition is still assigned to this consumer."""
-        if topics.count(topics[0]) == len(topics):  # one topic: no tuple per message
+        if _one_topic(topics):  # no tuple per message
             topic = topics[0]
             return set(partitions) <= {p for t, p in self.assignment if t == topic}
         return set(zip(topics, partitions, strict=True)) <= self.assignment
@@ -187,7 +191,7 @@ class KafkaSource:
         # a poll returns each partition's messages in offset order: the dict keeps the last
         topics, partitions = column(messages, "topic"), column(messages, "partition")
         offsets = column(messages, "offset")
-        if topics and topics.count(topics[0]) == len(topics):  # one topic: no tuple per message
+        if _one_topic(topics):  # no tuple per message
             return [TopicPartition(topics[0], p, int(o) + 1)
                     for p, o in dict(zip(partitions, offsets, strict=True)).items()]
         top = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
