@@ -1,0 +1,1 @@
+"""Monitoring: drift of inputs and outputs against a reference, alert rules and notifiers."""
