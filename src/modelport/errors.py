@@ -15,6 +15,9 @@ codes in a single table of its own; nothing here knows about exit codes or statu
     ├── ModelLoadError             the artifact is intact but the framework failed to load it
     ├── PredictionError            the model raised while predicting
     ├── OverloadedError            the service sheds load; try again later
+    │   └── RateLimitedError       this caller went over its rate or quota; try again later
+    ├── AuthenticationError        no credentials, or credentials the server does not accept
+    ├── PermissionDeniedError      valid credentials without the scope the action needs
     ├── RequestTimeoutError        the prediction did not finish within the request's deadline
     └── StorageError               the registry database or artifact store failed
         └── ...
@@ -92,6 +95,19 @@ class OverloadedError(ModelportError):
         self.retry_after = retry_after
 
 
+class RateLimitedError(OverloadedError):
+    """One caller (an API key, or a client sending bad tokens) went over its request rate or
+    quota; ``retry_after`` seconds is when it may try again."""
+
+
+class AuthenticationError(ModelportError):
+    """The request carries no credentials, or credentials the server does not accept."""
+
+
+class PermissionDeniedError(ModelportError):
+    """The credentials are valid but lack the scope the action needs."""
+
+
 class RequestTimeoutError(ModelportError):
     """A prediction did not finish before its deadline."""
 
@@ -101,6 +117,7 @@ class StorageError(ModelportError):
 
 
 __all__ = [
+    "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
     "IntegrityError",
@@ -110,7 +127,9 @@ __all__ = [
     "ModelportError",
     "NotFoundError",
     "OverloadedError",
+    "PermissionDeniedError",
     "PredictionError",
+    "RateLimitedError",
     "RequestTimeoutError",
     "StorageError",
     "UnsupportedModelError",

@@ -28,6 +28,9 @@ STATUS: list[tuple[type[errors.ModelportError], int]] = [
     (errors.InvalidInputError, 400),
     (errors.InvalidReferenceError, 400),
     (errors.ConfigurationError, 400),
+    (errors.AuthenticationError, 401),
+    (errors.PermissionDeniedError, 403),
+    (errors.RateLimitedError, 429),
     (errors.NotFoundError, 404),
     (errors.ConflictError, 409),
     (errors.OverloadedError, 503),
@@ -43,6 +46,10 @@ STATUS: list[tuple[type[errors.ModelportError], int]] = [
 #: MLflow's error codes by HTTP status (``mlflow.protos.databricks_pb2`` names)
 _MLFLOW_CODES = {
     400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    405: "BAD_REQUEST",
+    429: "REQUEST_LIMIT_EXCEEDED",
     404: "RESOURCE_DOES_NOT_EXIST",
     409: "RESOURCE_CONFLICT",
     413: "BAD_REQUEST",
@@ -76,6 +83,8 @@ def error_body(protocol: Protocol, status: int, message: str,
 
 
 def headers_of(exc: BaseException) -> list[tuple[bytes, bytes]]:
+    if isinstance(exc, errors.AuthenticationError):
+        return [(b"www-authenticate", b'Bearer realm="modelport"')]
     if isinstance(exc, errors.OverloadedError):
         return [(b"retry-after", str(max(1, round(exc.retry_after))).encode())]
     return []

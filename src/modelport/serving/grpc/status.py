@@ -4,9 +4,11 @@
 error                                    status                 message
 ======================================== ====================== =================================
 InvalidInputError, InvalidReferenceError INVALID_ARGUMENT       the error's own (names the field)
+AuthenticationError                      UNAUTHENTICATED        the error's own
+PermissionDeniedError                    PERMISSION_DENIED      the error's own
 NotFoundError                            NOT_FOUND              the error's own
 ConflictError                            FAILED_PRECONDITION    the error's own
-OverloadedError                          RESOURCE_EXHAUSTED     the error's own (+ retry-after)
+OverloadedError, RateLimitedError        RESOURCE_EXHAUSTED     the error's own (+ retry-after)
 RequestTimeoutError                      DEADLINE_EXCEEDED      the error's own
 IntegrityError, UntrustedArtifactError,  FAILED_PRECONDITION    the error's own
 UnsupportedModelError, ModelLoadError,
@@ -33,6 +35,8 @@ from modelport import errors
 STATUS: list[tuple[type[errors.ModelportError], grpc.StatusCode]] = [
     (errors.InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidReferenceError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (errors.ConflictError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
