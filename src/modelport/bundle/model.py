@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from modelport.bundle.hashing import verify_tree
 from modelport.bundle.manifest import Manifest
-from modelport.bundle.signature import Signature
+from modelport.bundle.signature import ExtraColumns, Signature
 from modelport.core.batch import Array, Batch, Result
 from modelport.errors import ModelportError, PredictionError, UnsupportedModelError
 from modelport.flavors import Predictor, get_flavor
@@ -22,20 +23,49 @@ class Model:
     ``predict(data)`` and ``predict_proba(data)`` take any input the signature can coerce (records,
     columns, DataFrame, Arrow, NumPy) and answer like the framework would. ``predict_batch`` is the
     inference core's entry: an already-coerced ``Batch`` in, a ``Result`` out.
+
+    ``predictor`` may be left out in favour of ``loader``, which deserializes the native model
+    the first time ``predictor`` is read (a server answering from the bundle's stored ONNX form
+    never reads it, and never imports the framework).
     """
 
     def __init__(
         self,
         manifest: Manifest,
-        predictor: Predictor,
+        predictor: Predictor | None = None,
         *,
         path: Path | None = None,
         version: int | None = None,
+        loader: Callable[[], Predictor] | None = None,
     ) -> None:
         self.manifest = manifest
-        self.predictor = predictor
+        self._predictor = predictor
+        self._loader = loader
+        self._load_lock = threading.Lock()
         self.path = path
         self.version = version
+
+    @property
+    def predictor(self) -> Predictor:
+        """The native model's predictor, deserialized on first use when loaded lazily."""
+        predictor = self._predictor
+        if predictor is None:
+            with self._load_lock:
+                if self._predictor is None:
+                    if self._loader is None:
+                        raise UnsupportedModelError(f"model {self.ref} has no predictor")
+                    self._predictor = self._loader()
+                predictor = self._predictor
+        return predictor
+
+    @predictor.setter
+    def predictor(self, value: Predictor) -> None:
+        self._predictor = value
+
+    @property
+    def native_loaded(self) -> bool:
+        """Whether the native model has been deserialized (always, unless loaded lazily)."""
+        return self._predictor is not None
 
     @property
     def name(self) -> str:
@@ -59,8 +89,10 @@ class Model:
             o.name == "probabilities" for o in self.signature.outputs
         )
 
-    def coerce(self, data: Any, *, allow_extra: bool = False) -> Batch:
-        return self.signature.coerce(data, allow_extra=allow_extra)
+    def coerce(self, data: Any, *, allow_extra: bool | None = None,
+               extra: ExtraColumns | None = None) -> Batch:
+        """``data`` as the signature's batch; ``extra`` as in :meth:`Signature.coerce`."""
+        return self.signature.coerce(data, allow_extra=allow_extra, extra=extra)
 
     def predict_batch(self, batch: Batch) -> Result:
         try:
@@ -101,16 +133,32 @@ def load_bundle(
     trusted: bool = False,
     expected_files: Mapping[str, str] | None = None,
     version: int | None = None,
+    lazy: bool = False,
 ) -> Model:
     """Verify every file's SHA-256, then let the flavor deserialize the artifact.
 
     ``expected_files`` (from the registry database) overrides the manifest's own list, so a
     manifest edited together with its artifact is still caught.
+
+    ``lazy``: deserialize the native artifact only when ``model.predictor`` is first read. Every
+    file is verified now, and verified again right before that deserialization, so a file
+    replaced in between is refused rather than loaded.
     """
     path = Path(directory)
     manifest = Manifest.read(path)
     files = dict(expected_files) if expected_files is not None else manifest.files
-    verify_tree(path, files, what=f"model {manifest.name or path.name}")
-    flavor = get_flavor(manifest.flavor)
-    predictor = flavor.load(path, manifest.flavor_info, manifest.signature, trusted=trusted)
-    return Model(manifest, predictor, path=path, version=version)
+    what = f"model {manifest.name or path.name}"
+    verify_tree(path, files, what=what)
+
+    def deserialize() -> Predictor:
+        flavor = get_flavor(manifest.flavor)
+        return flavor.load(path, manifest.flavor_info, manifest.signature, trusted=trusted)
+
+    if not lazy:
+        return Model(manifest, deserialize(), path=path, version=version)
+
+    def verified_deserialize() -> Predictor:
+        verify_tree(path, files, what=what)
+        return deserialize()
+
+    return Model(manifest, path=path, version=version, loader=verified_deserialize)

@@ -38,6 +38,13 @@ from modelport.core.batch import Array, Batch
 from modelport.errors import InvalidInputError
 
 InputKind = Literal["columns", "tensor"]
+#: what coercion does with columns the signature does not name (see :meth:`Signature.coerce`)
+ExtraColumns = Literal["refuse", "ignore", "passthrough"]
+EXTRA_COLUMNS: tuple[ExtraColumns, ...] = ("refuse", "ignore", "passthrough")
+#: the default on every surface (REST, gRPC, batch, stream, ``predict``, Python): MLflow's
+#: pyfunc ignores columns its signature does not name, and clients that send an id with each
+#: row must keep working; a misspelt input still fails, as a missing column
+DEFAULT_EXTRA: ExtraColumns = "ignore"
 Task = Literal["classification", "regression", "other"]
 
 _NUMERIC = {"float64", "float32", "int64", "int32", "int16", "int8", "uint8", "uint16", "uint32",
@@ -168,13 +175,29 @@ class Signature:
         )
 
     # ---------------------------------------------------------------- coercion
-    def coerce(self, data: Any, *, keys: Array | None = None, allow_extra: bool = False) -> Batch:
+    def coerce(self, data: Any, *, keys: Array | None = None, allow_extra: bool | None = None,
+               extra: ExtraColumns | None = None) -> Batch:
         """Turn user data into a ``Batch`` exactly as the signature declares, or say why not.
 
         Accepts: a list of records (dicts), one record, a columnar dict, a pandas DataFrame, a
         pyarrow Table / RecordBatch, or a NumPy array (tensor signatures; for column signatures a
         2-D array whose width equals the number of columns, read in signature order).
+
+        ``extra`` says what happens to columns the signature does not name: ``"refuse"`` (an
+        :class:`~modelport.errors.InvalidInputError` naming the first), ``"ignore"`` (the
+        default, :data:`DEFAULT_EXTRA`) or ``"passthrough"`` (ignored here; the surface copies
+        them into the output, see :meth:`extra_names`). ``allow_extra`` is the older boolean
+        form (``True``: ignore, ``False``: refuse).
         """
+        allow = extra_allowed(extra, allow_extra)
+        return self._coerce(data, keys, allow)
+
+    def extra_names(self, names: Sequence[str]) -> list[str]:
+        """The names in ``names`` that are not inputs, in their order (passed-through columns)."""
+        expected = set(self.input_names)
+        return [n for n in names if n not in expected]
+
+    def _coerce(self, data: Any, keys: Array | None, allow_extra: bool) -> Batch:
         if isinstance(data, Batch):
             return self._check_batch(data)
         if isinstance(data, np.ndarray):
@@ -222,7 +245,8 @@ class Signature:
         extra = [n for n in names if n not in expected]
         if extra:
             raise InvalidInputError(
-                f"unexpected column {extra[0]!r}; the model takes {self.input_names}",
+                f"unexpected column {extra[0]!r}; the model takes {self.input_names} (send only "
+                "those, or run with --extra-columns ignore or passthrough)",
                 field=extra[0],
             )
 
@@ -361,6 +385,18 @@ class Signature:
 
 
 # -------------------------------------------------------------------- helpers
+def extra_allowed(extra: str | None, allow_extra: bool | None = None) -> bool:
+    """Whether columns beyond the inputs are accepted under ``extra`` (or the older boolean)."""
+    if extra is None:
+        return allow_extra if allow_extra is not None else DEFAULT_EXTRA != "refuse"
+    if extra not in EXTRA_COLUMNS:
+        from modelport.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"--extra-columns {extra!r}: use one of {', '.join(EXTRA_COLUMNS)}")
+    return extra != "refuse"
+
+
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
