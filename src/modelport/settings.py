@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import ConfigurationError
+from modelport.logformat import DEFAULT_LOG_FORMAT, check_log_format
 
 ENV_PREFIX = "MODELPORT_"
 
@@ -37,6 +38,9 @@ class Settings:
     artifacts: str
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
     cache_dir: Path = Path(".modelport/cache")
+    #: ``plain`` or ``json`` (``MODELPORT_LOG_FORMAT``, ``--log-format``): how long-running
+    #: commands (``serve``, ``stream run``) and their workers write log lines
+    log_format: str = "plain"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
@@ -68,6 +72,7 @@ class Settings:
             artifacts=artifacts,
             storage_options=_storage_options(pick("storage_options")),
             cache_dir=cache_dir,
+            log_format=check_log_format(str(pick("log_format") or DEFAULT_LOG_FORMAT)),
         )
 
 

@@ -90,7 +90,7 @@ def test_metrics_port_serves_counts_batches_and_lag_per_partition(
                           for i in range(500)] + [(b"bad", b"{")])
     port = free_port()
     w = workers([str(classifier_bundle), "--source", broker.uri(src), "--sink", broker.uri(dst),
-                 "--group", unique("g"), "--metrics-port", str(port), "--log-json",
+                 "--group", unique("g"), "--metrics-port", str(port), "--log-format", "json",
                  *broker_args(broker)])
     read_topic(broker, dst, expect=500, timeout=60)
     deadline = time.monotonic() + 30
@@ -112,7 +112,7 @@ def test_metrics_port_serves_counts_batches_and_lag_per_partition(
     assert (_sample(text, "modelport_stream_batch_size_count") or 0) >= 1
     assert w.terminate() == 0
     logs = [json.loads(line) for line in w.output().splitlines() if line.startswith("{")]
-    started = next(entry for entry in logs if entry["msg"] == "stream worker started")
+    started = next(entry for entry in logs if entry["message"] == "stream worker started")
     assert started["model"] == "fraud" and started["source"].endswith(src)
 
 

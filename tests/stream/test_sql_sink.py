@@ -122,7 +122,7 @@ def test_a_key_column_missing_from_the_outputs_is_explained(tmp_path: Path) -> N
 
     sink = SqlSink(f"sqlite:///{tmp_path / 'x.db'}", "t", key_columns=("order_id",))
     sink.start()
-    with pytest.raises(ConfigurationError, match="--passthrough"):
+    with pytest.raises(ConfigurationError, match="--keep"):
         sink.write(_outputs(1))
 
 

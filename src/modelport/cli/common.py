@@ -26,6 +26,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         overrides["registry_url"] = args.registry
     if getattr(args, "artifacts", None):
         overrides["artifacts"] = args.artifacts
+    if getattr(args, "log_format", None):
+        overrides["log_format"] = args.log_format
     return Settings.from_env(**overrides)
 
 
@@ -73,6 +75,24 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
+
+
+def add_log_format(p: argparse.ArgumentParser) -> None:
+    """``--log-format plain|json``, the same flag and default on every long-running command."""
+    from modelport.logformat import LOG_FORMATS
+
+    p.add_argument("--log-format", choices=LOG_FORMATS, metavar="plain|json",
+                   help="log lines as readable text (default; MODELPORT_LOG_FORMAT) or as one "
+                        "JSON object each")
+
+
+def add_extra_columns(p: argparse.ArgumentParser, *, default: str | None = "ignore") -> None:
+    """``--extra-columns refuse|ignore|passthrough``: the same flag and default on serve, batch,
+    stream and predict (see ``Signature.coerce``)."""
+    p.add_argument("--extra-columns", choices=("refuse", "ignore", "passthrough"),
+                   default=default, metavar="refuse|ignore|passthrough",
+                   help="input columns the model does not take: ignore them (default), refuse "
+                        "the row, or copy them into the output")
 
 
 def existing_file(path: str, what: str = "file") -> Path:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -55,11 +57,35 @@ def exit_code(exc: errors.ModelportError) -> int:
     return 1
 
 
+def error_code(exc: errors.ModelportError) -> str:
+    """The error's kind as a word for ``--json`` output: ``NotFoundError`` -> ``not_found``."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == errors.__name__ and cls is not errors.ModelportError:
+            return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__.removesuffix("Error")).lower()
+    return "error"
+
+
+#: set by main(): whether errors are printed as JSON objects (``--json``)
+_json_errors = False
+
+
+def report_error(message: str, code: str, exit_status: int) -> int:
+    """Print one error on stderr: ``error: …`` or, with ``--json``, one JSON object."""
+    if _json_errors:
+        sys.stderr.write(json.dumps({"error": message, "code": code, "exit": exit_status})
+                         + "\n")
+    else:
+        sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    return exit_status
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage mistake in one line and exits 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_EXIT, f"error: {message} (see '{self.prog} --help')\n")
+        report_error(f"{message} (see '{self.prog} --help')", "usage", USAGE_EXIT)
+        self.exit(USAGE_EXIT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,8 +135,11 @@ def hoist_global_flags(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _json_errors
+    argv = hoist_global_flags(sys.argv[1:] if argv is None else argv)
+    _json_errors = "--json" in argv[:argv.index("--")] if "--" in argv else "--json" in argv
     parser = build_parser()
-    args = parser.parse_args(hoist_global_flags(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -121,15 +150,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except errors.ModelportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
         if os.environ.get("MODELPORT_DEBUG"):
             raise
-        return exit_code(exc)
+        return report_error(str(exc), error_code(exc), exit_code(exc))
+    except BrokenPipeError:
+        return 0
+    except OSError as exc:  # a file or socket the user named: say which and why, in one line
+        if os.environ.get("MODELPORT_DEBUG") or exc.errno is None:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        return report_error(f"cannot use{where}: {exc.strerror}", "storage", 11)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from modelport.cli.common import settings_from
+from modelport.cli.common import add_extra_columns, add_log_format, settings_from
 from modelport.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="run models under ONNX Runtime when predictions match (default auto)")
     p.add_argument("--trusted", action="store_true", default=None,
                    help="allow pickle-based artifacts (only for models you trust)")
+    add_extra_columns(p, default=None)
     p.add_argument("--max-batch-rows", type=int, metavar="ROWS",
                    help="rows per coalesced model call")
     p.add_argument("--max-wait-ms", type=float, metavar="MS",
@@ -50,7 +51,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--shutdown-delay", type=float, metavar="SECONDS", dest="shutdown_delay_s",
                    help="seconds to keep serving with readiness off after SIGTERM")
     p.add_argument("--access-log", action="store_true", default=None,
-                   help="log every request as a JSON line with its request id")
+                   help="log every request (one line with its request id)")
+    add_log_format(p)
     p.set_defaults(func=_serve)
 
 
@@ -61,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {key: getattr(args, key, None) for key in (
         "host", "port", "grpc_port", "workers", "accelerate", "trusted", "max_batch_rows",
         "max_wait_ms", "max_body_bytes", "max_rows", "request_timeout_s", "max_queue_wait_ms",
-        "poll_interval_s", "shutdown_delay_s", "access_log")}
+        "poll_interval_s", "shutdown_delay_s", "access_log", "extra_columns")}
     if args.refs:
         overrides["models"] = tuple(args.refs)
     config = config.with_overrides(**overrides)
@@ -73,7 +75,8 @@ def _serve(args: argparse.Namespace) -> int:
     from modelport.serving import logs
     from modelport.serving.server import run_server
 
-    logs.configure(logging.INFO if args.verbose or config.access_log else logging.WARNING)
+    logs.configure(logging.INFO if args.verbose or config.access_log else logging.WARNING,
+                   settings.log_format)
     for name in ("modelport.serving", "modelport.runner", "modelport.service"):
         # startup, acceleration decisions (and why), hot reloads and their failures
         logging.getLogger(name).setLevel(logging.INFO)

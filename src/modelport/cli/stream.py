@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from modelport.cli.common import registry_from
+from modelport.cli.common import add_log_format, registry_from, settings_from
 from modelport.errors import ConfigurationError
 
 
@@ -38,11 +38,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     run.add_argument("--group", metavar="G",
                      help="consumer group (default: modelport-<model name>)")
     run.add_argument("--table", metavar="NAME", help="table for a database sink")
-    run.add_argument("--key-columns", metavar="A,B",
-                     help="upsert key of a database sink (default: the input's "
-                          "topic, partition, offset and index)")
-    run.add_argument("--passthrough", metavar="F1,F2", default="",
-                     help="input fields copied into every output")
+    run.add_argument("--key", action="append", default=[], metavar="COLUMN",
+                     help="row id column(s), repeatable or A,B: the upsert key of a database "
+                          "sink (default: the input's topic, partition, offset and index); "
+                          "also copied into every output")
+    run.add_argument("--keep", action="append", default=[], metavar="COLUMN",
+                     help="copy this input field into every output (repeatable or A,B); not "
+                          "fed to the model")
+    # the names this command had before it shared --key / --keep with batch run and predict
+    run.add_argument("--key-columns", action="append", default=[], dest="key_columns",
+                     help=argparse.SUPPRESS)
+    run.add_argument("--passthrough", action="append", default=[], help=argparse.SUPPRESS)
     run.add_argument("--dead-letter", metavar="URI",
                      help="where malformed or invalid messages go (default: the source's "
                           "topic or stream + '.dlq')")
@@ -73,7 +79,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                      help="extra librdkafka setting for consumer and producer (repeatable)")
     run.add_argument("--refresh-s", type=float, default=10.0, metavar="S",
                      help="how often to look for a moved alias (NAME@ALIAS) between batches")
-    run.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    add_log_format(run)
+    run.add_argument("--log-json", action="store_true", help=argparse.SUPPRESS)  # deprecated
     run.add_argument("--accelerate", choices=["auto", "onnx", "off"], default="auto",
                      help="run the model under ONNX Runtime when predictions match "
                           "(default auto)")
@@ -83,8 +90,27 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
 
-def _csv(value: str | None) -> tuple[str, ...]:
-    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+def _csv(value: str | list[str] | None) -> tuple[str, ...]:
+    values = value if isinstance(value, list) else [value or ""]
+    return tuple(dict.fromkeys(v.strip() for text in values for v in text.split(",")
+                               if v.strip()))
+
+
+def _deprecated(old: str, new: str) -> None:
+    print(f"warning: {old} is deprecated; use {new} (the name batch run and predict use)",
+          file=sys.stderr)
+
+
+def key_and_keep(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``--key`` and ``--keep`` columns, with the deprecated ``--key-columns`` and
+    ``--passthrough`` read as them. Key columns are kept in the output too, as in batch."""
+    if args.key_columns:
+        _deprecated("--key-columns", "--key")
+    if args.passthrough:
+        _deprecated("--passthrough", "--keep")
+    key = _csv([*args.key, *args.key_columns])
+    keep = _csv([*args.key, *args.keep, *args.passthrough])
+    return key, keep
 
 
 def _kafka_config(pairs: list[str]) -> dict[str, str]:
@@ -118,16 +144,18 @@ def _runner(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
-    if not args.log_json:
-        logging.getLogger("modelport.stream").setLevel(logging.INFO)
-        return
-    from modelport.stream.logformat import JsonFormatter
+    from modelport import logformat
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    if args.log_json:
+        _deprecated("--log-json", "--log-format json")
+        args.log_format = "json"
+    logformat.configure(settings_from(args).log_format,
+                        logging.INFO if args.verbose else logging.WARNING)
+    logging.getLogger("modelport.stream").setLevel(logging.INFO)
+    # librdkafka logs every failed connection attempt (about 20 lines a second): the worker
+    # says once what is wrong; -v shows the client's own lines
+    logging.getLogger("modelport.stream.librdkafka").setLevel(
+        logging.DEBUG if args.verbose else logging.CRITICAL)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -193,7 +221,8 @@ def _run(args: argparse.Namespace) -> int:
                          claim_idle_ms=args.claim_idle_ms, config=consumer_config,
                          max_batch=args.max_batch)
     transactional_id = f"modelport-{group}-{consumer}" if args.exactly_once else None
-    sink = open_sink(sink_at, table=args.table, key_columns=_csv(args.key_columns),
+    key, keep = key_and_keep(args)
+    sink = open_sink(sink_at, table=args.table, key_columns=key,
                      transactional_id=transactional_id, config=kafka_config)
     shared = dead_at.kind == sink_at.kind and dead_at.location == sink_at.location
     dead_letters = sink if shared else open_sink(dead_at, config=kafka_config)
@@ -204,7 +233,7 @@ def _run(args: argparse.Namespace) -> int:
         start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
 
     options = StreamOptions(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                            passthrough=_csv(args.passthrough), allow_extra=not args.strict,
+                            passthrough=keep, allow_extra=not args.strict,
                             exactly_once=args.exactly_once, refresh_interval_s=args.refresh_s)
     loop = StreamLoop(runner, source, sink, dead_letters=dead_letters,
                       dead_letter_topic=dead_at.name, options=options, metrics=metrics,

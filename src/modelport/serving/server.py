@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import gc
 import logging
 import multiprocessing
@@ -60,12 +61,28 @@ def run_server(config: ServeConfig, settings: Settings | None = None, *,
             "no models to serve; name at least one, e.g. 'modelport serve churn@production'")
     if config.workers == 1:
         sock = bind_socket(config.host, config.port)
+        if config.grpc_port is not None:
+            try:  # before loading models; gRPC binds inside the event loop, too late to say so
+                check_port_free(config.host, config.grpc_port, flag="--grpc-port")
+            except ConfigurationError:
+                sock.close()
+                raise
         return _serve_in_process(config, settings, sock, on_ready)
     return _Supervisor(config, settings).run(on_ready)
 
 
-def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+def bind_socket(host: str, port: int, *, reuse_port: bool = False,
+                flag: str = "--port") -> socket.socket:
+    """A socket bound to ``host:port``, or a ``ConfigurationError`` saying which flag to change
+    (``--host`` for an address that is not one, ``flag`` for a port in use)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise ConfigurationError(
+            f"invalid --host {host!r}: not an IP address or a host name this machine can "
+            "resolve; use e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        ) from None
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
@@ -74,10 +91,21 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigurationError(
+                f"cannot listen on {host}: no interface of this machine has that address; "
+                "choose another --host") from None
         raise ConfigurationError(
-            f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port") from None
+            f"cannot listen on {host}:{port}: {exc.strerror}; choose another {flag}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def check_port_free(host: str, port: int, *, flag: str = "--port") -> None:
+    """Fail now, with the flag to change, if ``host:port`` cannot be bound (a port in use):
+    for servers that bind later (gRPC, in the event loop) or after work worth not doing."""
+    if port:
+        bind_socket(host, port, flag=flag).close()
 
 
 def base_url(config: ServeConfig, sock: socket.socket) -> str:
@@ -215,7 +243,7 @@ def _worker_main(config: ServeConfig, settings: Settings, port: int, report: Any
                  log_levels: dict[str, int], index: int) -> None:
     from modelport.serving import logs
 
-    logs.configure(log_levels.pop("", logging.WARNING))
+    logs.configure(log_levels.pop("", logging.WARNING), settings.log_format)
     for name, level in log_levels.items():
         logging.getLogger(name).setLevel(level)
     try:
@@ -254,7 +282,8 @@ class _Supervisor:
         port = holder.getsockname()[1]
         grpc_holder = None
         if config.grpc_port is not None:  # reserved the same way; every worker serves gRPC too
-            grpc_holder = bind_socket(config.host, config.grpc_port, reuse_port=True)
+            grpc_holder = bind_socket(config.host, config.grpc_port, reuse_port=True,
+                                      flag="--grpc-port")
             config = dataclasses.replace(config, grpc_port=grpc_holder.getsockname()[1])
         own_dir = config.metrics_dir is None
         metrics_dir = config.metrics_dir or tempfile.mkdtemp(prefix="modelport-metrics-")

@@ -31,6 +31,9 @@ from modelport.stream.sink import SinkError
 from modelport.stream.source import RevokeHook, Source
 
 log = logging.getLogger("modelport.stream.kafka")
+#: librdkafka's own log lines (every failed connection attempt, …): ``modelport stream run``
+#: shows them only with ``-v``; the worker reports what went wrong in one error of its own
+client_log = logging.getLogger("modelport.stream.librdkafka")
 
 #: commit errors that mean "a rebalance took these partitions": the next owner repeats them
 _REBALANCE_ERRORS = {
@@ -128,7 +131,7 @@ class KafkaSource:
     def start(self, on_revoke: RevokeHook | None = None) -> None:
         self._on_revoke = on_revoke
         try:
-            self.consumer = Consumer(self.config, logger=log)
+            self.consumer = Consumer(self.config, logger=client_log)
         except KafkaException as exc:
             raise ConfigurationError(f"cannot create a Kafka consumer: {exc}") from None
         self.consumer.subscribe(self.topics, on_assign=self._assigned,
@@ -274,7 +277,7 @@ class KafkaSink:
 
     def start(self) -> None:
         try:
-            self.producer = Producer(self.config, logger=log)
+            self.producer = Producer(self.config, logger=client_log)
         except KafkaException as exc:
             raise ConfigurationError(f"cannot create a Kafka producer: {exc}") from None
         if self.transactional_id:
@@ -376,14 +379,15 @@ def wait_for_topics(bootstrap: str, topics: Sequence[str], timeout_s: float = 10
     """Fail early, with advice, if the source topics do not exist."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=client_log)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             meta = admin.list_topics(timeout=max(deadline - time.monotonic(), 0.5))
         except KafkaException as exc:
             raise ConfigurationError(
-                f"cannot reach Kafka at {bootstrap} ({exc}); check the host and port") from None
+                f"cannot reach Kafka at {bootstrap} ({_reason(exc)}); check the host and port"
+            ) from None
         missing = [t for t in topics if t not in meta.topics]
         if not missing:
             return
@@ -404,12 +408,13 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], *, like: str,
     """
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=client_log)
     try:
         meta = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise ConfigurationError(
-            f"cannot reach Kafka at {bootstrap} ({exc}); check the host and port") from None
+            f"cannot reach Kafka at {bootstrap} ({_reason(exc)}); check the host and port"
+        ) from None
     missing = sorted({t for t in topics if t not in meta.topics})
     if not missing:
         return []
@@ -429,3 +434,10 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], *, like: str,
                 from None
     log.info("created topics %s with %d partitions", missing, partitions)
     return missing
+
+
+def _reason(exc: KafkaException) -> str:
+    """The readable part of a Kafka error ("Failed to get metadata: Local: Broker transport
+    failure"), without the ``KafkaError{code=…}`` wrapper."""
+    err = exc.args[0] if exc.args else None
+    return err.str() if isinstance(err, KafkaError) else str(exc)

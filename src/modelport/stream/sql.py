@@ -2,7 +2,7 @@
 
 Rows are upserted on ``key_columns``: by default the input's position (topic, partition, offset,
 index), so a batch written again after a crash replaces its own rows and a table never holds two
-rows for one input. A business key (say ``customer``, copied through with ``--passthrough``)
+rows for one input. A business key (say ``customer``, given with ``--key``, which also copies it)
 keeps the latest prediction per key instead. PostgreSQL, SQLite (``ON CONFLICT``) and MySQL /
 MariaDB (``ON DUPLICATE KEY``) are supported. The table is created on first write when missing,
 with column types taken from the first outputs.
@@ -125,7 +125,7 @@ class SqlSink:
         missing = [c for c in self.key_columns if c not in first]
         if missing:
             raise ConfigurationError(
-                f"key column {missing[0]!r} is not in the outputs; pass it with --passthrough "
+                f"key column {missing[0]!r} is not in the outputs; copy it with --keep "
                 f"or key on {', '.join(POSITION_KEY)}")
         columns = [sa.Column(name, _FIXED.get(name) or _infer(rows, name),
                              primary_key=name in self.key_columns,
