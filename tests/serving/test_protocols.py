@@ -237,13 +237,22 @@ def test_predict_record_and_records(http: httpx.Client, served: Any) -> None:
     body = r.json()
     assert r.headers["x-request-id"] == "abc123" and body["prediction_id"] == "abc123"
     assert body["version"] == 1 and body["model"] == "cancer"
-    assert body["prediction"]["label"] == model.predict(frame.head(1))[0]
-    probs = body["prediction"]["probabilities"]
+    assert list(body) == ["prediction_id", "prediction", "probabilities", "model", "version",
+                          "predicted_at"]  # the record form of modelport.core.schema
+    assert body["prediction"] == model.predict(frame.head(1))[0]
+    assert body["predicted_at"].endswith("Z") and len(body["predicted_at"]) == 27
+    probs = body["probabilities"]
     assert set(probs) == {"benign", "malignant"}
     assert probs["benign"] == pytest.approx(model.predict_proba(frame.head(1))[0][0], abs=1e-5)
     r = http.post("/predict/cancer", json=records)
-    assert [p["label"] for p in r.json()["predictions"]] == list(model.predict(frame))
-    assert r.headers["x-request-id"]
+    answer = r.json()
+    assert [p["prediction"] for p in answer["predictions"]] == list(model.predict(frame))
+    rid = r.headers["x-request-id"]
+    assert [p["prediction_id"] for p in answer["predictions"]] == [f"{rid}-0", f"{rid}-1"]
+    assert (answer["model"], answer["version"]) == ("cancer", 1)
+    # a field the model does not take (a client's id) is ignored by default
+    r = http.post("/predict/cancer", json={**records[0], "customer": "c-7"})
+    assert r.status_code == 200 and "customer" not in r.json()
 
 
 def test_predict_errors(http: httpx.Client) -> None:

@@ -280,6 +280,7 @@ class ServingApp:
         rid = _request_id(scope)
         model_label, version_label = _UNKNOWN, ""
         headers: Headers
+        t_body = t_submit = t_answer = start  # Triton statistics: decode, wait, encode
         try:
             if method != "POST":
                 raise _MethodNotAllowed(f"use POST for {scope['path']}")
@@ -291,7 +292,8 @@ class ServingApp:
                     f"the server is overloaded (requests wait {self.loop_lag_ms:.0f} ms to be "
                     "read); try again shortly", retry_after=max(1.0, self.loop_lag_ms / 1000))
             body = await read_body(scope, receive, self._max_body)
-            single = False
+            t_body = time.perf_counter()
+            simple: records.Decoded | None = None
             if protocol == "v2":
                 raw_length = header(scope, b"inference-header-content-length")
                 request = v2.decode(body, int(raw_length) if raw_length else None, model)
@@ -302,17 +304,21 @@ class ServingApp:
                 ctype = (header(scope, b"content-type") or b"application/json").decode("latin-1")
                 batch = mlflow.decode(body, ctype.lower(), model)
             else:
-                batch, single = records.decode(body, model)
+                simple = records.decode(body, model, self.config.extra_columns)
+                batch = simple.batch
             if batch.n_rows > self._max_rows:
                 raise InvalidInputError(
                     f"{batch.n_rows} rows in one request; the limit is {self._max_rows}. Split "
                     "the rows over several requests")
+            t_submit = time.perf_counter()
             result = await runner.submit(batch, source=protocol, request_id=rid,
                                          timeout=self._timeout)
+            t_answer = time.perf_counter()
             if protocol == "v2":
                 payload, headers = v2.encode(request, result, model, name, rid)
             elif protocol == "simple":
-                payload, headers = records.encode(result, model, name, single, rid), _JSON
+                assert simple is not None
+                payload, headers = records.encode(result, model, name, simple, rid), _JSON
             else:
                 payload, headers = (v1.encode(result) if protocol == "v1"
                                     else mlflow.encode(result)), _JSON
@@ -320,8 +326,11 @@ class ServingApp:
         except Exception as exc:
             status, payload, headers = self._error(protocol, exc, rid)
         # counted before the answer leaves, so a client that reads /metrics next sees it
-        elapsed = time.perf_counter() - start
-        self.metrics.observe_request(model_label, version_label, protocol, status, elapsed)
+        end = time.perf_counter()
+        elapsed = end - start
+        self.metrics.observe_request(
+            model_label, version_label, protocol, status, elapsed, input_s=t_submit - t_body,
+            wait_s=t_answer - t_submit, output_s=end - t_answer if t_answer > start else 0.0)
         await _respond(send, status, payload, headers, rid)
         if self.config.access_log:
             access_log.info("request", extra={

@@ -28,6 +28,7 @@ from typing import Any, get_args
 
 import yaml
 
+from modelport.bundle.signature import DEFAULT_EXTRA, EXTRA_COLUMNS, ExtraColumns
 from modelport.core.runner import Accelerate, RunnerOptions
 from modelport.errors import ConfigurationError
 
@@ -83,6 +84,8 @@ class ServeConfig:
     access_log: bool = False
     #: directory for multi-worker Prometheus metrics (a fresh temporary one when unset)
     metrics_dir: str | None = None
+    #: columns a request sends beyond the model's inputs: refuse, ignore or passthrough
+    extra_columns: ExtraColumns = DEFAULT_EXTRA
 
     def runner_options(self) -> RunnerOptions:
         return RunnerOptions(
@@ -158,6 +161,9 @@ class ServeConfig:
             raise ConfigurationError(
                 f"accelerate must be one of {list(get_args(Accelerate))}, got {self.accelerate!r}"
             )
+        if self.extra_columns not in EXTRA_COLUMNS:
+            raise ConfigurationError(
+                f"extra_columns must be one of {list(EXTRA_COLUMNS)}, got {self.extra_columns!r}")
         if self.workers < 1:
             raise ConfigurationError(f"workers must be at least 1, got {self.workers}")
         if not 0 <= self.port < 65536:
