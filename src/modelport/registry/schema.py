@@ -83,6 +83,59 @@ state = sa.Table(
     sa.Column("counter", sa.BigInteger, nullable=False),
 )
 
+#: Rollout endpoints (migration 2): spec and state as JSON, ``revision`` for optimistic updates.
+endpoints = sa.Table(
+    "modelport_endpoints",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False),
+)
+
+#: Per-variant traffic statistics flushed by every worker (summed by the canary and reports).
+endpoint_stats = sa.Table(
+    "modelport_endpoint_stats",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("endpoint", sa.String(128), nullable=False),
+    sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("stats", sa.JSON, nullable=False),
+    sa.Index("ix_modelport_endpoint_stats_endpoint_at", "endpoint", "at"),
+)
+
+#: Multi-armed bandit rewards per arm, shared by every replica (atomic increments).
+endpoint_arms = sa.Table(
+    "modelport_endpoint_arms",
+    metadata,
+    sa.Column("endpoint", sa.String(128), primary_key=True),
+    sa.Column("variant", sa.String(64), primary_key=True),
+    sa.Column("pulls", sa.BigInteger, nullable=False),
+    sa.Column("reward_sum", sa.Float, nullable=False),
+    sa.Column("reward_sq", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: API keys of ``modelport serve`` (serving/auth.py): only the SHA-256 of each secret is stored
+api_keys = sa.Table(
+    "modelport_api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, index=True),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("limits", sa.JSON, nullable=False),
+)
+
 schema_versions = sa.Table(
     "modelport_schema",
     sa.MetaData(),
@@ -105,8 +158,19 @@ def _create_baseline(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _create_endpoints(conn: Connection) -> None:
+    for table in (endpoints, endpoint_stats, endpoint_arms):
+        table.create(conn, checkfirst=True)
+
+
+def _add_api_keys(conn: Connection) -> None:
+    api_keys.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "models, versions, aliases, audit, state", _create_baseline),
+    Migration(2, "rollout endpoints, endpoint statistics, bandit arms", _create_endpoints),
+    Migration(3, "API keys of the serving edge (hashed)", _add_api_keys),
 )
 LATEST_SCHEMA = MIGRATIONS[-1].version
 
@@ -172,8 +236,12 @@ __all__ = [
     "MIGRATIONS",
     "Migration",
     "aliases",
+    "api_keys",
     "audit",
     "current_version",
+    "endpoint_arms",
+    "endpoint_stats",
+    "endpoints",
     "metadata",
     "models",
     "state",
