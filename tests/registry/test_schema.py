@@ -44,11 +44,12 @@ def test_pending_migrations_are_applied_in_order(database_url: str,
         def add_owner(conn: sa.Connection) -> None:
             conn.execute(sa.text("ALTER TABLE modelport_models ADD COLUMN owner VARCHAR(64)"))
 
-        newer = (*schema.MIGRATIONS, schema.Migration(2, "models.owner", add_owner))
+        latest = schema.LATEST_SCHEMA
+        newer = (*schema.MIGRATIONS, schema.Migration(latest + 1, "models.owner", add_owner))
         monkeypatch.setattr(schema, "MIGRATIONS", newer)
-        monkeypatch.setattr(schema, "LATEST_SCHEMA", 2)
-        assert schema.upgrade(engine) == 1
-        assert schema.upgrade(engine) == 2
+        monkeypatch.setattr(schema, "LATEST_SCHEMA", latest + 1)
+        assert schema.upgrade(engine) == latest
+        assert schema.upgrade(engine) == latest + 1
         columns = {c["name"] for c in sa.inspect(engine).get_columns("modelport_models")}
         assert "owner" in columns
     finally:
