@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--trusted", action="store_true", default=None,
                    help="allow pickle-based artifacts (only for models you trust)")
     add_extra_columns(p, default=None)
+    p.add_argument("--invocations-model", metavar="NAME",
+                   help="the model MLflow's POST /invocations answers without ?model= when "
+                        "several models are served (default: refuse with 400)")
     p.add_argument("--max-batch-rows", type=int, metavar="ROWS",
                    help="rows per coalesced model call")
     p.add_argument("--max-wait-ms", type=float, metavar="MS",
@@ -63,7 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {key: getattr(args, key, None) for key in (
         "host", "port", "grpc_port", "workers", "accelerate", "trusted", "max_batch_rows",
         "max_wait_ms", "max_body_bytes", "max_rows", "request_timeout_s", "max_queue_wait_ms",
-        "poll_interval_s", "shutdown_delay_s", "access_log", "extra_columns")}
+        "poll_interval_s", "shutdown_delay_s", "access_log", "extra_columns",
+        "invocations_model")}
     if args.refs:
         overrides["models"] = tuple(args.refs)
     config = config.with_overrides(**overrides)

@@ -32,7 +32,8 @@ from modelport.core.runner import Runner, new_id
 from modelport.core.service import InferenceService, Reload
 from modelport.errors import InvalidInputError, ModelportError, NotFoundError, OverloadedError
 from modelport.registry.refs import parse_ref
-from modelport.serving import mlflow, openapi, records, v1, v2
+from modelport.serving import mlflow, openapi, records, triton, v1, v2
+from modelport.serving.access import PRINCIPAL_KEY, AccessControl, actor_of, principal_of
 from modelport.serving.body import header, read_body
 from modelport.serving.config import ServeConfig
 from modelport.serving.http_errors import Protocol, error_body, headers_of, status_of
@@ -74,6 +75,11 @@ class ServingApp:
         self._timeout = config.limits.request_timeout_s
         self._max_body = config.limits.max_body_bytes
         self._max_rows = config.limits.max_rows
+        #: route scopes, tokens and per-caller limits (serving/access.py); every request
+        self.access = AccessControl(config.auth)
+        self._keys_refresher: asyncio.Task[None] | None = None
+        #: the names served when startup finished: readiness is false while one is missing
+        self._startup_served: frozenset[str] = frozenset()
 
     # ---------------------------------------------------------------- models
     def load_models(self) -> None:
@@ -140,6 +146,10 @@ class ServingApp:
     async def startup(self) -> None:
         if not self.served and self.config.models:
             await run_sync(None, self.load_models)
+        if self.access.enabled:
+            await run_sync(None, self.access.refresh)
+            self._keys_refresher = asyncio.get_running_loop().create_task(self._refresh_keys())
+        self._startup_served = frozenset(self.served)
         for hook in self.on_startup:
             await hook()
         loop = asyncio.get_running_loop()
@@ -150,7 +160,7 @@ class ServingApp:
 
     async def shutdown(self) -> None:
         self.draining = True
-        for task in (self._poller, self._lag_watch):
+        for task in (self._poller, self._lag_watch, self._keys_refresher):
             if task is not None:
                 task.cancel()
         self._poller = self._lag_watch = None
@@ -163,7 +173,8 @@ class ServingApp:
 
     @property
     def ready(self) -> bool:
-        return self.started and not self.draining and all(
+        return self.started and not self.draining and self._startup_served.issubset(
+            self.served) and all(
             ref not in self.load_errors or self._has_runner(ref) for ref in self.served.values())
 
     def _has_runner(self, ref: str) -> bool:
@@ -205,6 +216,17 @@ class ServingApp:
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         method: str = scope["method"]
         path: str = scope["path"]
+        if self.config.cors.is_on:
+            send = await self._cors(scope, send)
+            if send is None:
+                return
+        try:
+            self.access.http(scope)
+        except ModelportError as exc:
+            status, payload, headers = self._error(
+                self.access.shape_of(method, path), exc, _request_id(scope))
+            await _respond(send, status, payload, headers)
+            return
         parts = path.strip("/").split("/")
         head = parts[0]
         n = len(parts)
@@ -218,16 +240,26 @@ class ServingApp:
             if n == 3 and parts[1] == "health":
                 await self._health(send, method, parts[2], "v2")
                 return
+            if n == 3 and parts[1] == "models" and parts[2] == "stats":  # Triton: every model
+                await self._get(send, method, lambda: self._statistics(None, None))
+                return
             if n == 3 and parts[1] == "models":
                 await self._get(send, method, lambda: self._v2_metadata(parts[2], None))
                 return
             if parts[1] == "repository":
                 await self._repository(scope, receive, send, method, parts[2:])
                 return
+        elif head == "v1" and n == 2 and parts[1] == "models":  # KServe V1: list models
+            await self._get(send, method, lambda: {"models": list(self.served)}, "v1")
+            return
         elif head == "v1" and n == 3 and parts[1] == "models":
             name = parts[2]
             if name.endswith(":predict"):
                 await self._predict(scope, receive, send, method, "v1", name[:-8], None)
+            elif name.endswith(":explain"):
+                await _respond(send, 501, orjson.dumps(error_body("v1", 501, (
+                    f"model {name[:-8]!r} has no explainer: modelport serves predictions only; "
+                    f"use POST /v1/models/{name[:-8]}:predict"))), _JSON)
             else:
                 await self._get(send, method, lambda: self._v1_metadata(name), "v1")
             return
@@ -235,8 +267,11 @@ class ServingApp:
             await self._predict(scope, receive, send, method, "simple", parts[1], None)
             return
         elif head == "invocations" and n == 1:
-            name = _query_param(scope, b"model") or next(iter(self.served), "")
-            await self._predict(scope, receive, send, method, "mlflow", name, None)
+            await self._predict(scope, receive, send, method, "mlflow",
+                                self._invocations_model(scope), None)
+            return
+        elif path == "/":  # KServe V1 liveness
+            await self._get(send, method, lambda: {"status": "alive"}, "v1")
             return
         elif n == 1 and head in ("ping", "health"):
             await self._health(send, method, "ready" if head == "health" else "live", "mlflow")
@@ -267,6 +302,11 @@ class ServingApp:
             await self._predict(scope, receive, send, method, "v2", name, version)
         elif rest == ["ready"]:
             await self._model_ready(send, method, name, version)
+        elif rest == ["config"]:  # Triton
+            await self._get(send, method,
+                            lambda: triton.model_config(name, self.runner_for(name, version)))
+        elif rest == ["stats"]:  # Triton
+            await self._get(send, method, lambda: self._statistics(name, version))
         elif not rest:
             await self._get(send, method, lambda: self._v2_metadata(name, version))
         else:
@@ -311,6 +351,8 @@ class ServingApp:
                     f"{batch.n_rows} rows in one request; the limit is {self._max_rows}. Split "
                     "the rows over several requests")
             t_submit = time.perf_counter()
+            if PRINCIPAL_KEY in scope:
+                self.access.charge_rows(scope[PRINCIPAL_KEY], batch.n_rows)
             result = await runner.submit(batch, source=protocol, request_id=rid,
                                          timeout=self._timeout)
             t_answer = time.perf_counter()
@@ -463,16 +505,26 @@ class ServingApp:
             await _respond(send, status, body, headers, rid)
 
     def _index(self) -> list[dict[str, Any]]:
-        out = []
-        for name, ref in self.served.items():
-            key = self.service.references().get(ref)
-            entry: dict[str, Any] = {
-                "name": name, "version": str(key[1]) if key else "",
-                "state": "READY" if key else "UNAVAILABLE",
-                "reason": self.load_errors.get(ref, ""),
-            }
-            out.append(entry)
-        return out
+        return list(triton.repository_index(self.served, self.service, self.load_errors))
+
+    def _statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
+        if name is not None:
+            self.runner_for(name, version)  # 404 for a model not served
+        return triton.statistics_of(self.metrics.statistics, self.served, self.service, name,
+                                    version)
+
+    def _invocations_model(self, scope: dict[str, Any]) -> str:
+        """``?model=`` names the model of ``/invocations``; without it, the configured default
+        (``serve --invocations-model``) or the only model served."""
+        name = _query_param(scope, b"model") or self.config.invocations_model
+        if name:
+            return name
+        if len(self.served) == 1:
+            return next(iter(self.served))
+        raise InvalidInputError(
+            f"{len(self.served)} models are served here ({sorted(self.served)}); name one with "
+            "the query parameter ?model=NAME, or start the server with "
+            "--invocations-model NAME", field="model")
 
     def _unload(self, name: str) -> None:
         ref = self.served.pop(name, None)

@@ -31,6 +31,13 @@ import yaml
 from modelport.bundle.signature import DEFAULT_EXTRA, EXTRA_COLUMNS, ExtraColumns
 from modelport.core.runner import Accelerate, RunnerOptions
 from modelport.errors import ConfigurationError
+from modelport.serving.auth_config import (
+    AuthConfig,
+    CorsConfig,
+    DefenceConfig,
+    TlsConfig,
+    check_exposure,
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,11 @@ class ServeConfig:
     load_timeout_s: float = 120.0
     limits: Limits = field(default_factory=Limits)
     batching: Batching = field(default_factory=Batching)
+    #: API keys / JWTs, TLS, CORS, model-attack defences (serving/auth_config.py)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    cors: CorsConfig = field(default_factory=CorsConfig)
+    defences: DefenceConfig = field(default_factory=DefenceConfig)
     #: threads each worker lets OpenMP / BLAS use inside one model call
     model_threads: int = 1
     #: emit one JSON log line per request (with its request id)
@@ -86,6 +98,8 @@ class ServeConfig:
     metrics_dir: str | None = None
     #: columns a request sends beyond the model's inputs: refuse, ignore or passthrough
     extra_columns: ExtraColumns = DEFAULT_EXTRA
+    #: the model ``POST /invocations`` answers without ``?model=`` when several are served
+    invocations_model: str | None = None
 
     def runner_options(self) -> RunnerOptions:
         return RunnerOptions(
@@ -104,10 +118,15 @@ class ServeConfig:
         if not isinstance(data, Mapping):
             raise ConfigurationError("a serve configuration must be a mapping of settings")
         values = dict(data)
-        nested = {"limits": Limits, "batching": Batching}
+        nested = {"limits": Limits, "batching": Batching, "auth": AuthConfig, "tls": TlsConfig,
+                  "cors": CorsConfig, "defences": DefenceConfig}
         for key, kind in nested.items():
             if key in values:
                 values[key] = _build(kind, values[key], key)
+        if "cors" in values:
+            values["cors"] = dataclasses.replace(
+                values["cors"], allow_origins=tuple(values["cors"].allow_origins),
+                allow_headers=tuple(values["cors"].allow_headers))
         if "models" in values:
             models = values["models"]
             if isinstance(models, str):
@@ -178,6 +197,10 @@ class ServeConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {value}")
+        self.auth.check()
+        self.tls.check()
+        self.defences.check()
+        check_exposure(self.host, self.auth)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -13,19 +13,33 @@ metric                                      labels
 ``modelport_queue_rows``                    model, version (rows waiting, summed)
 ``modelport_predicted_rows_total``          model, version (from the core's events)
 ``modelport_model_load_failures_total``     model
+``process_*``                               (CPU seconds, memory, open files, start time)
 =========================================== ===========================================
+
+Every protocol is counted under its own ``protocol`` label: ``v2``, ``v1``, ``mlflow``,
+``simple`` and ``grpc``. The same hooks keep Triton's per-model inference statistics
+(:mod:`modelport.serving.statistics`) in ``ServingMetrics.statistics``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client import multiprocess as prom_multiprocess
 
 from modelport.core.events import PredictionEvent
 from modelport.core.runner import Runner
+from modelport.serving.statistics import InferenceStatistics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -37,6 +51,8 @@ class ServingMetrics:
     def __init__(self, registry: CollectorRegistry, *, multiproc_dir: str | None = None) -> None:
         self.registry = registry
         self.multiproc_dir = multiproc_dir
+        self.statistics = InferenceStatistics()
+        _add_process_collector(registry)
         self.requests = Counter(
             "modelport_requests", "Requests answered, by model, version, protocol and status.",
             ["model", "version", "protocol", "status"], registry=registry)
@@ -56,12 +72,23 @@ class ServingMetrics:
             "modelport_model_load_failures", "Model versions that failed to load or reload.",
             ["model"], registry=registry)
         # labelled children, cached: labels() costs more than the increment itself
-        self._request_children: dict[tuple[str, str, str, int], Any] = {}
+        self._request_children: dict[tuple[str, str, str, int | str], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
         self._model_children: dict[tuple[str, str | None], tuple[Any, Any, Any]] = {}
 
-    def observe_request(self, model: str, version: str, protocol: str, status: int,
-                        seconds: float) -> None:
+    def observe_request(self, model: str, version: str, protocol: str, status: int | str,
+                        seconds: float, *, input_s: float = 0.0, wait_s: float = 0.0,
+                        output_s: float = 0.0) -> None:
+        """One answered request; ``input_s`` / ``wait_s`` / ``output_s`` are the times spent
+        decoding, waiting for the model's answer and encoding (Triton's statistics).
+        ``status`` is the HTTP status, or the gRPC status code's name (``OK``, ``NOT_FOUND``).
+        """
+        if version:  # the request named a served model
+            ok = status == "OK" if isinstance(status, str) else status < 400
+            self.statistics.request(
+                model, version, ok=ok, total_ns=int(seconds * 1e9),
+                input_ns=int(input_s * 1e9), wait_ns=int(wait_s * 1e9),
+                output_ns=int(output_s * 1e9))
         key = (model, version, protocol, status)
         child = self._request_children.get(key)
         if child is None:
@@ -88,10 +115,12 @@ class ServingMetrics:
         batch_rows, queue_rows, _ = self._per_model(runner.name, runner.version)
         batch_rows.observe(rows)
         queue_rows.set(runner.queued_rows)
+        self.statistics.model_call(runner.name, str(runner.version), rows)
 
     def observe_event(self, event: PredictionEvent) -> None:
         """An ``EventBus`` observer: counts rows off the hot path."""
         self._per_model(event.model, event.version)[2].inc(event.n_rows)
+        self.statistics.infer(event)
 
     def load_failed(self, model: str) -> None:
         self.load_failures.labels(model).inc()
@@ -101,8 +130,15 @@ class ServingMetrics:
             registry = CollectorRegistry()
             prom_multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
                 registry, path=self.multiproc_dir)
+            _add_process_collector(registry)  # the answering worker's own process
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def _add_process_collector(registry: CollectorRegistry) -> None:
+    """``process_*`` metrics on ``registry`` (once: a second collector of one name fails)."""
+    with contextlib.suppress(ValueError):  # the registry already has them
+        ProcessCollector(registry=registry)
 
 
 def multiprocess_enabled() -> str | None:

@@ -168,7 +168,8 @@ def _add_grpc(app: ServingApp, config: ServeConfig, *, reuse_port: bool = False)
             app.service, config.host, port, models=app.served,
             max_message_bytes=config.limits.max_body_bytes,
             request_timeout=config.limits.request_timeout_s, ready=lambda: app.ready,
-            reuse_port=reuse_port)
+            reuse_port=reuse_port, on_request=app.metrics.observe_request,
+            statistics=app.metrics.statistics, load_errors=app.load_errors)
         log.info("gRPC listening on %s:%s", config.host, handle.port)
 
     async def stop() -> None:

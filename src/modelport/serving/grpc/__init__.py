@@ -11,7 +11,11 @@ The protocol definition ships as ``grpc_predict_v2.proto``; its Python modules a
 
 from __future__ import annotations
 
-from modelport.serving.grpc.server import GrpcServerHandle, start_grpc_server
-from modelport.serving.grpc.servicer import InferenceServicer
+from modelport.serving.grpc.runtime import require_protobuf
+
+require_protobuf()  # one clear error, before the generated modules fail with a VersionError
+
+from modelport.serving.grpc.server import GrpcServerHandle, start_grpc_server  # noqa: E402
+from modelport.serving.grpc.servicer import InferenceServicer  # noqa: E402
 
 __all__ = ["GrpcServerHandle", "InferenceServicer", "start_grpc_server"]

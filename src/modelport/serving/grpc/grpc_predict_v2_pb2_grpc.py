@@ -6,7 +6,7 @@ import warnings
 
 from modelport.serving.grpc import grpc_predict_v2_pb2 as modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.72.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -19,14 +19,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in modelport/serving/grpc/grpc_predict_v2_pb2_grpc.py depends on'
+        + f' but the generated code in modelport/serving/grpc/grpc_predict_v2_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class GRPCInferenceServiceStub:
+class GRPCInferenceServiceStub(object):
     """Inference Server GRPC endpoints.
     """
 
@@ -66,9 +66,29 @@ class GRPCInferenceServiceStub:
                 request_serializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
                 response_deserializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelInferResponse.FromString,
                 _registered_method=True)
+        self.ModelStreamInfer = channel.stream_stream(
+                '/inference.GRPCInferenceService/ModelStreamInfer',
+                request_serializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
+                response_deserializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelStreamInferResponse.FromString,
+                _registered_method=True)
+        self.ModelConfig = channel.unary_unary(
+                '/inference.GRPCInferenceService/ModelConfig',
+                request_serializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelConfigRequest.SerializeToString,
+                response_deserializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelConfigResponse.FromString,
+                _registered_method=True)
+        self.ModelStatistics = channel.unary_unary(
+                '/inference.GRPCInferenceService/ModelStatistics',
+                request_serializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelStatisticsRequest.SerializeToString,
+                response_deserializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelStatisticsResponse.FromString,
+                _registered_method=True)
+        self.RepositoryIndex = channel.unary_unary(
+                '/inference.GRPCInferenceService/RepositoryIndex',
+                request_serializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.RepositoryIndexRequest.SerializeToString,
+                response_deserializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.RepositoryIndexResponse.FromString,
+                _registered_method=True)
 
 
-class GRPCInferenceServiceServicer:
+class GRPCInferenceServiceServicer(object):
     """Inference Server GRPC endpoints.
     """
 
@@ -121,6 +141,34 @@ class GRPCInferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ModelStreamInfer(self, request_iterator, context):
+        """Triton: a bidirectional stream of inference requests and responses.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelConfig(self, request, context):
+        """Triton: the configuration of a model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelStatistics(self, request, context):
+        """Triton: cumulative inference statistics per model version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RepositoryIndex(self, request, context):
+        """Triton: the models of the repository and their state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GRPCInferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +202,26 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
                     request_deserializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelInferRequest.FromString,
                     response_serializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelInferResponse.SerializeToString,
             ),
+            'ModelStreamInfer': grpc.stream_stream_rpc_method_handler(
+                    servicer.ModelStreamInfer,
+                    request_deserializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelInferRequest.FromString,
+                    response_serializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelStreamInferResponse.SerializeToString,
+            ),
+            'ModelConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelConfig,
+                    request_deserializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelConfigRequest.FromString,
+                    response_serializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelConfigResponse.SerializeToString,
+            ),
+            'ModelStatistics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelStatistics,
+                    request_deserializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelStatisticsRequest.FromString,
+                    response_serializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelStatisticsResponse.SerializeToString,
+            ),
+            'RepositoryIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepositoryIndex,
+                    request_deserializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.RepositoryIndexRequest.FromString,
+                    response_serializer=modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.RepositoryIndexResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'inference.GRPCInferenceService', rpc_method_handlers)
@@ -162,7 +230,7 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class GRPCInferenceService:
+class GRPCInferenceService(object):
     """Inference Server GRPC endpoints.
     """
 
@@ -318,6 +386,114 @@ class GRPCInferenceService:
             '/inference.GRPCInferenceService/ModelInfer',
             modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
             modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelInferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelStreamInfer(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/inference.GRPCInferenceService/ModelStreamInfer',
+            modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
+            modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelStreamInferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/ModelConfig',
+            modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelConfigRequest.SerializeToString,
+            modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelStatistics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/ModelStatistics',
+            modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelStatisticsRequest.SerializeToString,
+            modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.ModelStatisticsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepositoryIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/RepositoryIndex',
+            modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.RepositoryIndexRequest.SerializeToString,
+            modelport_dot_serving_dot_grpc_dot_grpc__predict__v2__pb2.RepositoryIndexResponse.FromString,
             options,
             channel_credentials,
             insecure,

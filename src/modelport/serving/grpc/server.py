@@ -21,7 +21,8 @@ import grpc
 from modelport.core.service import InferenceService
 from modelport.errors import ConfigurationError
 from modelport.serving.grpc import grpc_predict_v2_pb2 as pb
-from modelport.serving.grpc.servicer import SERVICE_NAME, InferenceServicer
+from modelport.serving.grpc.servicer import SERVICE_NAME, InferenceServicer, RequestObserver
+from modelport.serving.statistics import InferenceStatistics
 
 #: default cap on one request or response (gRPC's own default, 4 MiB, is small for tensors)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -33,6 +34,9 @@ _RPCS: dict[str, tuple[Any, Any]] = {
     "ServerMetadata": (pb.ServerMetadataRequest, pb.ServerMetadataResponse),
     "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
     "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
+    "ModelConfig": (pb.ModelConfigRequest, pb.ModelConfigResponse),
+    "ModelStatistics": (pb.ModelStatisticsRequest, pb.ModelStatisticsResponse),
+    "RepositoryIndex": (pb.RepositoryIndexRequest, pb.RepositoryIndexResponse),
 }
 
 
@@ -68,6 +72,11 @@ def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         )
         for name, (request, response) in _RPCS.items()
     }
+    handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+        servicer.ModelStreamInfer,
+        request_deserializer=pb.ModelInferRequest.FromString,
+        response_serializer=pb.ModelStreamInferResponse.SerializeToString,
+    )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
@@ -82,6 +91,9 @@ async def start_grpc_server(
     ready: Callable[[], bool] | None = None,
     max_concurrent_rpcs: int | None = None,
     reuse_port: bool = False,
+    on_request: RequestObserver | None = None,
+    statistics: InferenceStatistics | None = None,
+    load_errors: Mapping[str, str] | None = None,
 ) -> GrpcServerHandle:
     """Listen on ``host:port`` (``0`` picks a free port; see ``handle.port``) and serve.
 
@@ -89,11 +101,15 @@ async def start_grpc_server(
     names to references; without it any registry reference may be asked for. ``ready`` is the
     server-wide readiness the REST side reports too. ``reuse_port`` lets several worker
     processes share the port (the supervisor reserves it first, so a port in use still fails).
+    ``on_request`` counts each inference request (``ServingMetrics.observe_request``),
+    ``statistics`` answers ``ModelStatistics`` and ``load_errors`` (reference -> reason) gives
+    ``RepositoryIndex`` the reason a model is unavailable.
     """
     if max_message_bytes <= 0:
         raise ConfigurationError(f"max_message_bytes must be positive, got {max_message_bytes}")
     servicer = InferenceServicer(service, models=models, request_timeout=request_timeout,
-                                 ready=ready)
+                                 ready=ready, on_request=on_request, statistics=statistics,
+                                 load_errors=load_errors)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),

@@ -9,16 +9,25 @@ A request's ``model_name`` is a served name (``models`` maps it to a registry re
 side) or, when no served names are configured, any registry reference (``model_version`` then
 pins that version of the model). Errors end the call with the status from
 :mod:`modelport.serving.grpc.status`.
+
+Triton's extensions are served as well: ``ModelStreamInfer`` (a bidirectional stream: every
+request is answered in the stream, a failed one with ``error_message`` while the stream goes on),
+``ModelConfig``, ``ModelStatistics`` and ``RepositoryIndex``; their answers are built by
+:mod:`modelport.serving.triton`, which the REST routes share. Every inference request is counted by
+``on_request`` (the Prometheus request metrics and Triton's statistics).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import grpc
+from google.protobuf import json_format
 
 import modelport
 from modelport.core.concurrency import run_sync
@@ -36,11 +45,23 @@ from modelport.serving.grpc.layout import (
 )
 from modelport.serving.grpc.status import grpc_error
 from modelport.serving.grpc.tensors import decode_inputs, encode_output
+from modelport.serving.statistics import InferenceStatistics
+from modelport.serving.triton import model_config, repository_index, statistics_of
 
 log = logging.getLogger("modelport.serving.grpc")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 T = TypeVar("T")
+#: requests of one stream predicted at the same time (they share micro-batches)
+STREAM_CONCURRENCY = 64
+
+
+class RequestObserver(Protocol):
+    """Counts one inference request (``ServingMetrics.observe_request``)."""
+
+    def __call__(self, model: str, version: str, protocol: str, status: int | str,
+                 seconds: float, *, input_s: float = ..., wait_s: float = ...,
+                 output_s: float = ...) -> None: ...
 
 
 def served_names(models: Mapping[str, str] | Sequence[str] | None) -> Mapping[str, str] | None:
@@ -68,11 +89,18 @@ class InferenceServicer:
         models: Mapping[str, str] | Sequence[str] | None = None,
         request_timeout: float | None = None,
         ready: Callable[[], bool] | None = None,
+        on_request: RequestObserver | None = None,
+        statistics: InferenceStatistics | None = None,
+        load_errors: Mapping[str, str] | None = None,
     ) -> None:
         self.service = service
         self.models = served_names(models)
         self.request_timeout = request_timeout
         self._ready = ready
+        self._on_request = on_request
+        self.statistics = statistics
+        #: reference -> why its last load failed (the REST side's table, shared)
+        self.load_errors = load_errors if load_errors is not None else {}
 
     # ------------------------------------------------------------------ health and metadata
     async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext[
@@ -123,20 +151,129 @@ class InferenceServicer:
 
         return await self._answer(context, metadata(), _new_id())
 
+    async def ModelConfig(self, request: pb.ModelConfigRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> pb.ModelConfigResponse:
+        async def config() -> pb.ModelConfigResponse:
+            runner = await self.resolve(request.name, request.version)
+            return pb.ModelConfigResponse(config=json_format.ParseDict(
+                model_config(request.name, runner), pb.ModelConfig()))
+
+        return await self._answer(context, config(), _new_id())
+
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest,
+                              context: grpc.aio.ServicerContext[Any, Any]
+                              ) -> pb.ModelStatisticsResponse:
+        """Triton's statistics of one model (every served model when ``name`` is empty)."""
+        async def stats() -> pb.ModelStatisticsResponse:
+            served = self._served()
+            if request.name:
+                await self.resolve(request.name, request.version)  # NOT_FOUND as elsewhere
+            if self.statistics is None:
+                return pb.ModelStatisticsResponse()
+            response = pb.ModelStatisticsResponse()
+            json_format.ParseDict(
+                statistics_of(self.statistics, served, self.service, request.name or None,
+                              request.version or None), response, ignore_unknown_fields=True)
+            return response
+
+        return await self._answer(context, stats(), _new_id())
+
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest,
+                              context: grpc.aio.ServicerContext[Any, Any]
+                              ) -> pb.RepositoryIndexResponse:
+        async def index() -> pb.RepositoryIndexResponse:
+            entries = repository_index(self._served(), self.service, self.load_errors,
+                                       ready_only=request.ready)
+            return pb.RepositoryIndexResponse(models=[
+                pb.RepositoryIndexResponse.ModelIndex(**entry) for entry in entries])
+
+        return await self._answer(context, index(), _new_id())
+
+    def _served(self) -> Mapping[str, str]:
+        """Served name -> reference; without a served table, the models loaded so far."""
+        if self.models is not None:
+            return self.models
+        return {ref: ref for ref in self.service.references()}
+
     # ------------------------------------------------------------------ inference
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> pb.ModelInferResponse:
         request_id = request.id or _new_id()
         return await self._answer(context, self._infer(request, context, request_id), request_id)
 
+    async def ModelStreamInfer(self, requests: AsyncIterator[pb.ModelInferRequest],
+                               context: grpc.aio.ServicerContext[Any, Any]
+                               ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Answer every request of the stream, in the order the answers are ready (clients
+        match them by request id); a failed request answers ``error_message``."""
+        answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(STREAM_CONCURRENCY)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(request: pb.ModelInferRequest) -> None:
+            request_id = request.id or _new_id()
+            try:
+                response = await self._infer(request, context, request_id)
+                await answers.put(pb.ModelStreamInferResponse(infer_response=response))
+            except Exception as exc:
+                error = grpc_error(exc, request_id)
+                if error.unexpected:
+                    log.error("gRPC stream request %s failed", request_id, exc_info=exc)
+                await answers.put(pb.ModelStreamInferResponse(
+                    error_message=error.message,
+                    infer_response=pb.ModelInferResponse(
+                        model_name=request.model_name, model_version=request.model_version,
+                        id=request.id)))
+            finally:
+                slots.release()
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    await slots.acquire()
+                    task = asyncio.get_running_loop().create_task(one(request))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if tasks:
+                    await asyncio.gather(*tasks)
+            finally:
+                await answers.put(None)
+
+        reader = asyncio.get_running_loop().create_task(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+        finally:
+            reader.cancel()
+            for task in list(tasks):
+                task.cancel()
+
     async def _infer(self, request: pb.ModelInferRequest,
                      context: grpc.aio.ServicerContext[Any, Any],
                      request_id: str) -> pb.ModelInferResponse:
+        timing = _Timing(time.perf_counter())
+        try:
+            response = await self._infer_timed(request, context, request_id, timing)
+        except Exception as exc:
+            timing.status = grpc_error(exc, request_id).code.name
+            raise
+        finally:
+            if self._on_request is not None:
+                timing.report(self._on_request)
+        return response
+
+    async def _infer_timed(self, request: pb.ModelInferRequest,
+                           context: grpc.aio.ServicerContext[Any, Any], request_id: str,
+                           timing: _Timing) -> pb.ModelInferResponse:
         runner = await self.resolve(request.model_name, request.model_version)
+        timing.model, timing.version = runner.name, str(runner.version)
         model = runner.model
+        timing.decoding = time.perf_counter()
         batch = batch_from_tensors(model.signature, decode_inputs(request))
+        timing.submitted = time.perf_counter()
         result = await runner.submit(batch, source="grpc", request_id=request_id,
                                      timeout=self._timeout(context))
+        timing.answered = time.perf_counter()
         outputs = select_outputs(result_tensors(model, result),
                                  [o.name for o in request.outputs])
         raw = _wants_raw(request)
@@ -198,6 +335,21 @@ class InferenceServicer:
                 log.error("gRPC request %s failed", request_id, exc_info=exc)
             await context.abort(error.code, error.message, error.metadata)
             raise  # abort() raises; this line is never reached
+
+
+class _Timing:
+    """What one inference request took, for the request metrics and Triton's statistics."""
+
+    def __init__(self, start: float) -> None:
+        self.start = self.decoding = self.submitted = self.answered = start
+        self.model, self.version, self.status = "_unknown", "", "OK"
+
+    def report(self, observe: RequestObserver) -> None:
+        end = time.perf_counter()
+        ok = self.status == "OK"
+        observe(self.model, self.version, "grpc", self.status, end - self.start,
+                input_s=self.submitted - self.decoding, wait_s=self.answered - self.submitted,
+                output_s=end - self.answered if ok else 0.0)
 
 
 def _wants_raw(request: pb.ModelInferRequest) -> bool:
