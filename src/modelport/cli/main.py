@@ -29,6 +29,8 @@ COMMAND_MODULES = [
     "modelport.cli.serve",
     "modelport.cli.batch",
     "modelport.cli.stream",
+    "modelport.cli.export",
+    "modelport.cli.package",
 ]
 
 #: exit code per error class (most specific first); 1 is the fallback for any ModelportError
