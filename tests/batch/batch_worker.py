@@ -52,14 +52,14 @@ if os.environ.get("BATCH_PAUSE_BEFORE_REDIS_SWITCH"):
     original_pipeline = redis_sink.RedisSink.client.fget  # type: ignore[attr-defined]
 
     class PausedPipeline:
-        """Pauses the transaction that sets the pointer, with its commands queued, before EXEC."""
+        """Pauses the transaction that publishes the run, with its commands queued, before EXEC."""
 
         def __init__(self, pipe: Any, sink: Any) -> None:
             self.pipe, self.sink, self.pointer = pipe, sink, False
 
-        def set(self, name: str, *args: Any, **kwargs: Any) -> Any:
-            self.pointer = self.pointer or name == self.sink.pointer()
-            return self.pipe.set(name, *args, **kwargs)
+        def rename(self, name: str, target: str, *args: Any, **kwargs: Any) -> Any:
+            self.pointer = self.pointer or target == self.sink.live()
+            return self.pipe.rename(name, target, *args, **kwargs)
 
         def execute(self) -> Any:
             if self.pointer:

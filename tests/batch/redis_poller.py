@@ -1,6 +1,6 @@
-"""Reads a batch job's Redis output over and over, as the lookup route does (the pointer, then
-the keys), and logs what it saw, one JSON line per read: ``{"run": id, "missing": n, "runs":
-[...]}`` (``runs``: the run ids inside the payloads) or ``{"error": "..."}``. Stops when the file
+"""Reads a batch job's Redis output over and over, as the lookup route does (one HMGET of the
+published hash), and logs what it saw, one JSON line per read: ``{"run": id, "missing": n, "runs":
+[...]}`` (``runs``: the run ids inside the payloads' prediction ids) or ``{"error": "..."}``. Stops when the file
 named by its fourth argument exists."""
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ client = redis.Redis.from_url(url)
 with open(log_file, "w") as log:
     while not os.path.exists(stop_file):
         try:
-            run, payloads = lookup(client, prefix, keys)
-            seen = {"run": run, "missing": sum(p is None for p in payloads),
-                    "runs": sorted({p["run_id"] for p in payloads if p is not None})}
+            payloads = lookup(client, prefix, keys)
+            runs = sorted({p["prediction_id"].rsplit("-", 1)[0] for p in payloads
+                           if p is not None})
+            seen = {"run": runs[0] if len(runs) == 1 else None,
+                    "missing": sum(p is None for p in payloads), "runs": runs}
         except Exception as exc:
             seen = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
         log.write(json.dumps(seen) + "\n")

@@ -186,7 +186,8 @@ def test_redis_output_sigkill_half_way_and_before_the_pointer_switch_then_resume
         return int(client.hlen(f"{redis_prefix}__chunks__:run-new"))
 
     def pointer() -> str:
-        return str(client.get(f"{redis_prefix}__current__").decode())
+        return str(client.hget(f"{redis_prefix}__published__",
+                               f"{redis_prefix}predictions").decode())
 
     stop, log = tmp_path / "stop", tmp_path / "seen.jsonl"
     poller = subprocess.Popen([sys.executable, str(HERE / "redis_poller.py"), REDIS_URL,
@@ -225,12 +226,14 @@ def test_redis_output_sigkill_half_way_and_before_the_pointer_switch_then_resume
     clean = redis_prefix + "clean:"
     finish(batch([*common[:8], clean, *common[9:], "--run-id", "run-clean"]))
     ids = [str(i) for i in range(rows)]
-    resumed = client.mget([f"{redis_prefix}run-new:{i}" for i in ids])
-    uninterrupted = client.mget([f"{clean}run-clean:{i}" for i in ids])
+    resumed = client.hmget(f"{redis_prefix}predictions", ids)
+    uninterrupted = client.hmget(f"{clean}predictions", ids)
     assert all(r is not None for r in resumed)
 
     def comparable(raw: bytes) -> dict[str, object]:
-        return {k: v for k, v in json.loads(raw).items() if k not in ("run_id", "scored_at")}
+        record = json.loads(raw)
+        assert record.pop("prediction_id").rsplit("-", 1)[1] == str(record["id"])
+        return {k: v for k, v in record.items() if k != "predicted_at"}
 
     assert [comparable(r) for r in resumed] == [comparable(u) for u in uninterrupted]
     client.close()

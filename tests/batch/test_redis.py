@@ -1,4 +1,4 @@
-"""Redis outputs on a real Redis: a namespace per run, switched by one pointer."""
+"""Redis outputs on a real Redis: one hash read with HGET, switched atomically per run."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from .conftest import FEATURES, REDIS_URL, frame, write_parquet
 QUIET = {"progress": Progress(enabled=False)}
 
 
-def test_one_key_per_row_then_pointer_switch(classifier_bundle: Path, tmp_path: Path,
-                                             home: Path, redis_prefix: str) -> None:
+def test_one_hget_reads_a_prediction_and_runs_switch_atomically(
+        classifier_bundle: Path, tmp_path: Path, home: Path, redis_prefix: str) -> None:
     data = frame(120)
     write_parquet(tmp_path / "in.parquet", data)
     spec = JobSpec(ref=str(classifier_bundle), input=str(tmp_path / "in.parquet"),
@@ -29,29 +29,38 @@ def test_one_key_per_row_then_pointer_switch(classifier_bundle: Path, tmp_path: 
                    ttl=600, chunk_rows=50)
     first = run_job(spec, **QUIET)
     client = redis.Redis.from_url(REDIS_URL)
-    run_id, values = lookup(client, redis_prefix, ["0", "119", "missing"])
-    assert run_id == first.run_id
+    # the documented read: one HGET of <prefix>predictions by row id
+    record = json.loads(client.hget(f"{redis_prefix}predictions", "0"))
     model = modelport.load(str(classifier_bundle))
     expected = model.predict_proba(data[FEATURES].iloc[[0]])[0, 1]
-    assert values[0]["probabilities"]["1"] == pytest.approx(expected, abs=1e-5)
-    assert values[0]["model_name"] == "lr" and values[0]["prediction"] in (0, 1)
-    assert values[1] is not None and values[2] is None
-    assert 0 < client.ttl(f"{redis_prefix}{run_id}:0") <= 600
+    assert list(record) == ["id", "prediction_id", "prediction", "probabilities", "model",
+                            "version", "predicted_at"]
+    assert record["probabilities"]["1"] == pytest.approx(expected, abs=1e-5)
+    assert record["model"] == "lr" and record["prediction"] in (0, 1)
+    assert record["prediction_id"] == f"{first.run_id}-0"
+    values = lookup(client, redis_prefix, ["0", "119", "missing"])
+    assert values[0] == record and values[1] is not None and values[2] is None
+    assert 0 < client.ttl(f"{redis_prefix}predictions") <= 600
+    assert not client.exists(f"{redis_prefix}__staging__:{first.run_id}")
 
     write_parquet(tmp_path / "in.parquet", frame(60, seed=9))
-    second = run_job(spec, **QUIET)
+    run_job(spec, **QUIET)
     third_data = frame(30, seed=10)
     write_parquet(tmp_path / "in.parquet", third_data)
     third = run_job(spec, **QUIET)
-    run_id, values = lookup(client, redis_prefix, ["0", "100"])
-    assert run_id == third.run_id and values[1] is None  # row 100 is not in the latest run
-    # the previous run stays for readers that just read the old pointer; older ones are gone
-    assert client.exists(f"{redis_prefix}{second.run_id}:0")
-    assert not client.exists(f"{redis_prefix}{first.run_id}:0")
-    payload = json.loads(client.get(f"{redis_prefix}{third.run_id}:5"))
+    values = lookup(client, redis_prefix, ["0", "100"])
+    assert values[1] is None  # row 100 is not in the latest run: no mix of runs
+    assert client.hlen(f"{redis_prefix}predictions") == 30
+    assert client.hget(f"{redis_prefix}__published__", f"{redis_prefix}predictions"
+                       ).decode() == third.run_id
+    payload = json.loads(client.hget(f"{redis_prefix}predictions", "5"))
     np.testing.assert_allclose(payload["probabilities"]["1"],
                                model.predict_proba(third_data[FEATURES].iloc[[5]])[0, 1],
                                atol=1e-5)
+    # nothing of earlier runs is left but their run records
+    leftovers = [k.decode() for k in client.scan_iter(match=f"{redis_prefix}*")]
+    assert sorted(k for k in leftovers if "__run__" not in k) == [
+        f"{redis_prefix}__published__", f"{redis_prefix}predictions"]
     client.close()
 
 

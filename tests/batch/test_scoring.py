@@ -10,8 +10,10 @@ import pyarrow as pa
 import pytest
 
 import modelport
-from modelport.batch.scoring import ChunkScorer, RunMeta, _constant, _to_arrow
+from modelport.batch.scoring import ChunkScorer, RunMeta
 from modelport.core.arrow import numpy_view
+from modelport.core.schema import _array as _to_arrow
+from modelport.core.schema import _constant
 from modelport.errors import ConfigurationError, InvalidInputError
 
 from .conftest import FEATURES, frame
@@ -31,13 +33,14 @@ def test_scores_every_row_with_model_and_run_columns(classifier_bundle: Path) ->
     out = s.score(0, pa.RecordBatch.from_pandas(data, preserve_index=False))
     assert out.rejects is None and out.rows_in == 50
     table = out.output
-    assert table.column_names == ["id", "prediction", "probability_0", "probability_1",
-                                  "model_name", "model_version", "run_id", "scored_at"]
+    assert table.column_names == ["id", "prediction_id", "prediction", "probability_0",
+                                  "probability_1", "model", "version", "predicted_at"]
     np.testing.assert_array_equal(table["prediction"].to_numpy(), model.predict(data[FEATURES]))
     np.testing.assert_allclose(table["probability_1"].to_numpy(),
                                model.predict_proba(data[FEATURES])[:, 1])
-    assert set(table["run_id"].to_pylist()) == {"run-1"}
-    assert set(table["model_version"].to_pylist()) == {3}
+    assert table["prediction_id"].to_pylist() == [f"run-1-{i}" for i in range(50)]
+    assert set(table["version"].to_pylist()) == {3}
+    assert table.schema.field("predicted_at").type == pa.timestamp("us", "UTC")
 
 
 def test_rows_that_fail_the_signature_are_rejected_with_reason(classifier_bundle: Path) -> None:
@@ -52,8 +55,12 @@ def test_rows_that_fail_the_signature_are_rejected_with_reason(classifier_bundle
     assert out.rejects["row"].to_pylist() == [2 * 64 + 3, 2 * 64 + 40]
     assert out.rejects["id"].to_pylist() == [3, 40]
     assert "column 'f2'" in out.rejects["reason"][0].as_py()
+    assert out.rejects["reason"][0].as_py().startswith(f"row {2 * 64 + 3}: ")
+    assert out.rejects["column"].to_pylist() == ["f2", "f2"]
     good = data.drop(index=[3, 40])
     np.testing.assert_array_equal(out.output["id"].to_numpy(), good["id"].to_numpy())
+    # ids follow the input row, not the output row
+    assert out.output["prediction_id"].to_pylist()[3] == f"run-1-{2 * 64 + 4}"
     np.testing.assert_array_equal(out.output["prediction"].to_numpy(),
                                   model.predict(good[FEATURES].astype(float)))
 
@@ -76,10 +83,8 @@ def test_missing_column_and_clashing_keep_fail_before_any_row(classifier_bundle:
     with pytest.raises(InvalidInputError, match="no column 'f3'"):
         s.check_schema(schema)
     model = modelport.load(str(classifier_bundle))
-    clash = ChunkScorer(model.signature, model.predict_batch, META, keep=["run_id"])
-    with pytest.raises(ConfigurationError, match="clashes"):
-        clash.check_schema(pa.schema([*[(f, pa.float64()) for f in FEATURES],
-                                      ("run_id", pa.string())]))
+    with pytest.raises(ConfigurationError, match="name of an output column"):
+        ChunkScorer(model.signature, model.predict_batch, META, keep=["model"])
 
 
 @pytest.mark.parametrize(("value", "kind"), [
@@ -138,3 +143,30 @@ def test_fast_and_arrow_coercion_give_the_same_batch(classifier_bundle: Path) ->
     arrow = model.signature.coerce(inputs, allow_extra=False)
     np.testing.assert_array_equal(fast.to_matrix(), arrow.to_matrix())
     assert fast.to_matrix().dtype == arrow.to_matrix().dtype
+
+
+def test_one_bad_text_cell_rejects_only_its_row_naming_row_column_and_value(
+        classifier_bundle: Path) -> None:
+    """A CSV column with one 'abc': the other rows are scored, the reject quotes 'abc'."""
+    model = modelport.load(str(classifier_bundle))
+    s = ChunkScorer(model.signature, model.predict_batch, META, keep=["id"], chunk_rows=20,
+                    parse_text=True)
+    data = frame(20)
+    text = {name: pa.array([repr(v) for v in data[name]], pa.string()) for name in FEATURES}
+    cells = text["f1"].to_pylist()
+    cells[17] = "abc"
+    cells[5] = ""  # an empty cell is a missing value: the signature refuses it
+    text["f1"] = pa.array(cells, pa.string())
+    rows = pa.RecordBatch.from_pydict({"id": data["id"].tolist(), **text})
+    out = s.score(1, rows)
+    assert out.rejected == 2 and out.rows_out == 18
+    assert out.rejects is not None
+    assert out.rejects["row"].to_pylist() == [25, 37]
+    assert out.rejects["column"].to_pylist() == ["f1", "f1"]
+    assert out.rejects["value"].to_pylist() == [None, "abc"]
+    reason = out.rejects["reason"][1].as_py()
+    assert reason.startswith("row 37: column 'f1': 'abc' is not a number")
+    assert repr(data["f1"][0]) not in reason  # the bad value is quoted, not row 0's
+    good = data.drop(index=[5, 17])
+    np.testing.assert_array_equal(out.output["prediction"].to_numpy(),
+                                  model.predict(good[FEATURES]))

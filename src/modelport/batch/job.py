@@ -30,9 +30,10 @@ from modelport.batch.engines import make_engine
 from modelport.batch.progress import Progress
 from modelport.batch.scoring import RunMeta, check_schema
 from modelport.batch.sink import Sink
-from modelport.batch.source import Source, is_sql_url, open_source
+from modelport.batch.source import FileSource, Source, is_sql_url, open_source
 from modelport.batch.task import ChunkTask, open_runner, prepare_runner, remember_runner
 from modelport.bundle.model import Model
+from modelport.bundle.signature import Signature, extra_allowed
 from modelport.core.runner import Accelerate, Runner
 from modelport.errors import ConfigurationError, InvalidInputError
 
@@ -68,6 +69,10 @@ class JobSpec:
     resume: bool = False
     accelerate: Accelerate = "auto"
     trusted: bool = False
+    #: input columns the model does not take: ignore, refuse, or passthrough (kept in the output)
+    extra_columns: str = "ignore"
+    #: database schema of a SQL output's bookkeeping tables (default: the connection's)
+    state_schema: str | None = None
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +82,7 @@ class JobSpec:
             raise ConfigurationError("--max-reject-rate is a fraction between 0 and 1 (0.01 = 1%)")
         if self.accelerate not in ("auto", "onnx", "off"):
             raise ConfigurationError("--accelerate is one of auto, onnx, off")
+        extra_allowed(self.extra_columns)  # a known policy
 
     def with_changes(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)
@@ -132,7 +138,8 @@ def open_sink(spec: JobSpec, model_name: str) -> Sink:
         if not spec.table:
             raise ConfigurationError(f"output {out.split('://')[0]}:// is a database; name the "
                                      "table with --table NAME")
-        return SqlSink(out, spec.table, mode=spec.mode, key=spec.key)  # type: ignore[arg-type]
+        return SqlSink(out, spec.table, mode=spec.mode, key=spec.key,  # type: ignore[arg-type]
+                       state_schema=spec.state_schema)
     if spec.table:
         raise ConfigurationError("--table needs a database URL as --output")
     if out.startswith(("redis://", "rediss://", "unix://")):
@@ -142,6 +149,19 @@ def open_sink(spec: JobSpec, model_name: str) -> Sink:
                          ttl=spec.ttl)
     from modelport.batch.parquet_sink import ParquetSink
 
+    suffix = out.rstrip("/").rsplit("/", 1)[-1].rpartition(".")[2].lower() \
+        if "." in out.rstrip("/").rsplit("/", 1)[-1] else ""
+    if suffix in ("csv", "json", "jsonl", "tsv", "txt", "xlsx") and spec.mode != "replace":
+        raise ConfigurationError("--mode applies to SQL outputs; a file output is replaced "
+                                 "as a whole")
+    if suffix == "csv":
+        from modelport.batch.csv_sink import CsvSink
+
+        return CsvSink(out, storage_options=spec.storage_options)
+    if suffix in ("json", "jsonl", "tsv", "txt", "xlsx"):
+        raise ConfigurationError(
+            f"--output {out!r}: batch writes a Parquet dataset (a folder name), a .csv file, a "
+            "database table or Redis; choose one of those")
     if spec.mode != "replace":
         raise ConfigurationError("--mode applies to SQL outputs; a Parquet output is replaced "
                                  "as a whole")
@@ -191,9 +211,16 @@ class BatchJob:
             self.settings = Settings.from_env()
         return self.settings
 
-    def source(self) -> Source:
-        return open_source(self.spec.input, query=self.spec.query, format=self.spec.input_format,
-                           storage_options=self.spec.storage_options)
+    def source(self, signature: Signature | None = None) -> Source:
+        """The input; CSV columns the model takes as numbers or booleans are read as text and
+        parsed cell by cell when scored, so that one bad cell rejects only its row."""
+        source = open_source(self.spec.input, query=self.spec.query,
+                             format=self.spec.input_format,
+                             storage_options=self.spec.storage_options)
+        if signature is not None and isinstance(source, FileSource):
+            source.text_columns = tuple(s.name for s in signature.inputs
+                                        if s.dtype != "string" and not s.shape)
+        return source
 
     def run_id(self, model: Model, source: Source, sink: Sink) -> str:
         if self.spec.run_id:
@@ -206,7 +233,11 @@ class BatchJob:
             "input": source.fingerprint(), "output": sink.describe(),
             "keep": self.spec.keep, "key": self.spec.key, "chunk_rows": self.spec.chunk_rows,
             "prefix": self.spec.prefix, "ttl": self.spec.ttl,
+            # the output schema (modelport.core.schema); a new one makes new runs
+            "schema": 2,
         }
+        if self.spec.extra_columns != "ignore":
+            identity["extra_columns"] = self.spec.extra_columns
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
         return f"run-{digest.hexdigest()[:16]}"
 
@@ -216,7 +247,7 @@ class BatchJob:
         started = time.perf_counter()
         runner = self.load_runner()
         self._load_s = time.perf_counter() - started
-        source = self.source()
+        source = self.source(runner.model.signature)
         sink = open_sink(spec, runner.model.name)
         try:
             return self._run(runner, source, sink, started)
@@ -234,7 +265,9 @@ class BatchJob:
             log.info("run %s already committed to %s; nothing to do", run_id, sink.describe())
             return dataclasses.replace(Summary(**_known(previous)), noop=True)
 
-        check_schema(model.signature, spec.keep, source.schema())
+        input_schema = source.schema()
+        keep = self._keep(model, input_schema)
+        check_schema(model.signature, keep, input_schema)
         meta = {"scored_at": self.clock().isoformat(), "model": model.name,
                 "version": model.version}
         staged = sink.open(run_id, resume=spec.resume, meta=meta)
@@ -253,9 +286,9 @@ class BatchJob:
         model_path = str(model.path)
         digest = remember_runner(model_path, spec.trusted, spec.accelerate, runner)
         task = ChunkTask(model_path, spec.trusted, spec.accelerate, run_meta, sink,
-                         keep=spec.keep, chunk_rows=spec.chunk_rows, rejects_uri=summary.rejects,
+                         keep=keep, chunk_rows=spec.chunk_rows, rejects_uri=summary.rejects,
                          storage_options=spec.storage_options, cache_dir=cache_dir,
-                         model_digest=digest)
+                         model_digest=digest, parse_text=_is_text(source))
         progress = self.progress or Progress(source.total_rows())
         for rows_in, rejected in staged.done.values():
             summary.rows_in += rows_in
@@ -284,11 +317,34 @@ class BatchJob:
         sink.commit(run_id, summary.to_dict())
         return summary
 
+    def _keep(self, model: Model, schema: pa.Schema) -> tuple[str, ...]:
+        """The columns copied into the output: ``--keep``, and under ``--extra-columns
+        passthrough`` every other column the model does not take; ``refuse`` fails on them."""
+        keep = tuple(self.spec.keep)
+        extra = [n for n in model.signature.extra_names(schema.names) if n not in keep]
+        if self.spec.extra_columns == "passthrough":
+            return keep + tuple(extra)
+        if self.spec.extra_columns == "refuse" and extra:
+            raise ConfigurationError(
+                f"the input has column {extra[0]!r}, which the model does not take, and "
+                "--extra-columns is refuse; keep it with --keep, or pass --extra-columns ignore "
+                "or passthrough")
+        return keep
+
     def _check_rejects(self, summary: Summary) -> None:
-        limit = self.spec.max_reject_rate
-        if limit is None or not summary.rows_in:
+        """A run over ``--max-reject-rate`` (by default: one where every row was rejected)
+        publishes nothing and fails."""
+        if not summary.rows_in:
             return
+        limit = self.spec.max_reject_rate
         rate = summary.rejected / summary.rows_in
+        if limit is None:
+            if summary.rejected < summary.rows_in:
+                return
+            raise InvalidInputError(
+                f"all {summary.rows_in:,} rows failed the model's signature; nothing was "
+                f"published. First reason: {summary.first_reject_reason}. The rejected rows are "
+                f"in {summary.rejects}; fix the input and rerun")
         if rate > limit:
             raise InvalidInputError(
                 f"{summary.rejected:,} of {summary.rows_in:,} rows ({rate:.2%}) failed the model's "
@@ -303,6 +359,11 @@ def _todo(source: Source, rows: int, done: dict[int, tuple[int, int]]
     for index, batch in source.chunks(rows):
         if index not in done:
             yield index, batch
+
+
+def _is_text(source: Source) -> bool:
+    """Whether the input's cells are text (CSV): numbers are then parsed cell by cell."""
+    return getattr(source, "format", None) == "csv"
 
 
 def _known(data: dict[str, Any]) -> dict[str, Any]:

@@ -30,8 +30,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modelport.batch.scoring import META_COLUMNS
 from modelport.batch.sink import Sink, Staged
+from modelport.core.schema import META_COLUMNS
 from modelport.errors import ConfigurationError, NotFoundError, StorageError
 
 COMMITTED = "_COMMITTED.json"

@@ -1,24 +1,38 @@
-"""``RedisSink``: one Redis key per row id, for offline serving; published by one pointer switch.
+"""``RedisSink``: one Redis hash of predictions per output, read with one ``HGET``.
 
-A run writes ``<prefix><run_id>:<row id>`` keys (value: the prediction payload as JSON, with an
-optional TTL) — a namespace of its own — then sets ``<prefix>__current__`` to its run id in one
-``MULTI``. Readers (the lookup route, :func:`lookup`) read the pointer, then the key, so they see
-the old run's answers or the new run's, never a mix. Each chunk's keys and its checkpoint entry
-are written in one ``MULTI``, so a resumed run rewrites only missing chunks. After a commit the
-previous run's keys stay (a reader may have just read the old pointer); older runs are deleted.
+The published result of a run lives in the hash ``<prefix>predictions`` (prefix default
+``modelport:<model>:``), one field per row id (the ``--key`` columns joined with ``:``), whose
+value is the prediction's JSON record (:mod:`modelport.core.schema`)::
+
+    HGET modelport:churn:predictions 1020
+    → {"customer_id": 1020, "prediction_id": "run-…-7", "prediction": 1,
+       "probabilities": {"0": 0.1, "1": 0.9}, "model": "churn", "version": 3,
+       "predicted_at": "2026-12-04T17:03:11.123456Z"}
+
+A run stages its rows in ``<prefix>__staging__:<run_id>`` (each chunk's fields and its checkpoint
+entry in one ``MULTI``, so a resumed run rewrites only missing chunks), then publishes in one
+``MULTI``: the live hash is renamed aside and the staging hash renamed to the live name, so a
+reader's ``HGET`` sees the old run's answers or the new run's, never a mix and never a gap; the
+old hash is then freed with ``UNLINK`` (in the background). ``--ttl`` sets an expiry on the
+published hash as a whole. Run records (``<prefix>__run__:<run_id>``) make a rerun a no-op.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
 from modelport.batch.sink import Sink, Staged
 from modelport.batch.source import redact
+from modelport.core.schema import timestamp_text
 from modelport.errors import ConfigurationError, StorageError
+
+#: the live hash's name after the prefix
+PREDICTIONS = "predictions"
 
 
 class RedisSink(Sink):
@@ -44,20 +58,18 @@ class RedisSink(Sink):
         return self._client
 
     # ------------------------------------------------------------------ key names
-    def pointer(self) -> str:
-        return f"{self.prefix}__current__"
+    def live(self) -> str:
+        """The hash readers ``HGET`` from."""
+        return f"{self.prefix}{PREDICTIONS}"
 
-    def namespace(self, run_id: str) -> str:
-        return f"{self.prefix}{run_id}:"
+    def staging(self, run_id: str) -> str:
+        return f"{self.prefix}__staging__:{run_id}"
 
     def _run_key(self, run_id: str) -> str:
         return f"{self.prefix}__run__:{run_id}"
 
     def _chunks_key(self, run_id: str) -> str:
         return f"{self.prefix}__chunks__:{run_id}"
-
-    def _history_key(self) -> str:
-        return f"{self.prefix}__history__"
 
     # ------------------------------------------------------------------ protocol
     def committed(self, run_id: str) -> dict[str, Any] | None:
@@ -70,47 +82,44 @@ class RedisSink(Sink):
             raw = self._call(self.client.hgetall, self._chunks_key(run_id))
             done = {int(k): _counts(v) for k, v in raw.items()}
             return Staged(dict(json.loads(recorded)), done)
-        self._delete_namespace(run_id)
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self._chunks_key(run_id), self._run_key(run_id))
+        pipe.unlink(self._chunks_key(run_id), self._run_key(run_id), self.staging(run_id))
         pipe.hset(self._run_key(run_id), "meta", json.dumps(meta))
         self._call(pipe.execute)
         return Staged(meta, {})
 
     def write(self, run_id: str, index: int, table: pa.Table, counts: tuple[int, int]) -> None:
-        namespace = self.namespace(run_id)
         pipe = self.client.pipeline(transaction=True)
-        for row_id, payload in payloads(table, self.key):
-            pipe.set(f"{namespace}{row_id}", payload, ex=self.ttl)
+        fields = dict(payloads(table, self.key))
+        if fields:
+            pipe.hset(self.staging(run_id), mapping=fields)
         pipe.hset(self._chunks_key(run_id), str(index), f"{counts[0]},{counts[1]}")
         self._call(pipe.execute)
 
     def commit(self, run_id: str, summary: dict[str, Any]) -> None:
-        history = [h.decode() for h in self._call(self.client.lrange, self._history_key(), 0, -1)]
+        staged = self._call(self.client.exists, self.staging(run_id))
+        aside = f"{self.prefix}__old__:{run_id}"
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(self.pointer(), run_id)
+        pipe.unlink(aside)
+        if self._call(self.client.exists, self.live()):
+            pipe.rename(self.live(), aside)
+        if staged:
+            pipe.rename(self.staging(run_id), self.live())
+            if self.ttl is not None:
+                pipe.expire(self.live(), self.ttl)
         pipe.hset(self._run_key(run_id), "summary", json.dumps(summary))
-        pipe.delete(self._chunks_key(run_id))
-        pipe.lrem(self._history_key(), 0, run_id)
-        pipe.lpush(self._history_key(), run_id)
+        pipe.hset(self.live_runs(), self.live(), run_id)
+        pipe.unlink(self._chunks_key(run_id))
         self._call(pipe.execute)
-        for old in [h for h in history if h != run_id][1:]:  # keep the previous run
-            self._delete_namespace(old)
-            self._call(self.client.lrem, self._history_key(), 0, old)
+        self._call(self.client.unlink, aside)  # freed by Redis in the background
+
+    def live_runs(self) -> str:
+        """Which run each published hash holds (``HGET <prefix>__published__ <live hash>``)."""
+        return f"{self.prefix}__published__"
 
     def current(self) -> str | None:
-        raw = self._call(self.client.get, self.pointer())
+        raw = self._call(self.client.hget, self.live_runs(), self.live())
         return None if raw is None else str(raw.decode())
-
-    def _delete_namespace(self, run_id: str) -> None:
-        keys: list[Any] = []
-        for key in self.client.scan_iter(match=f"{_escape(self.namespace(run_id))}*", count=1000):
-            keys.append(key)
-            if len(keys) >= 1000:
-                self._call(self.client.unlink, *keys)
-                keys = []
-        if keys:
-            self._call(self.client.unlink, *keys)
 
     def _call(self, fn: Any, *args: Any) -> Any:
         import redis
@@ -130,23 +139,23 @@ class RedisSink(Sink):
 
 
 def payloads(table: pa.Table, key: Sequence[str]) -> list[tuple[str, str]]:
-    """``(row id, JSON payload)`` per row: prediction, probabilities by class, model, run."""
-    rows = table.to_pylist()
+    """``(row id, JSON record)`` per row of a tabular-form ``table``: the record form of
+    :mod:`modelport.core.schema` (kept columns, id, prediction, probabilities by class, extra
+    outputs, model, version, predicted_at)."""
     out = []
-    for row in rows:
-        row_id = ":".join(str(row.pop(k)) for k in key)
-        payload: dict[str, Any] = {}
+    for row in table.to_pylist():
+        row_id = ":".join(str(row[k]) for k in key)
+        record: dict[str, Any] = {}
         probabilities: dict[str, Any] = {}
         for name, value in row.items():
             if name.startswith("probability_"):
                 probabilities[name[len("probability_"):]] = value
-            elif name == "scored_at" and value is not None:
-                payload[name] = value.isoformat()
-            else:
-                payload[name] = value
-        if probabilities:
-            payload["probabilities"] = probabilities
-        out.append((row_id, json.dumps(payload, default=str)))
+                continue
+            if name == "model" and probabilities:
+                record["probabilities"] = probabilities
+                probabilities = {}
+            record[name] = timestamp_text(value) if isinstance(value, datetime) else value
+        out.append((row_id, json.dumps(record, default=str)))
     return out
 
 
@@ -155,15 +164,9 @@ def _counts(raw: bytes) -> tuple[int, int]:
     return int(rows_in), int(rejected)
 
 
-def _escape(pattern: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in pattern)
-
-
-def lookup(client: Any, prefix: str, keys: Sequence[str]) -> tuple[str | None, list[Any]]:
-    """The published run id and the payload (or ``None``) for each key, from one pointer read."""
-    raw = client.get(f"{prefix}__current__")
-    if raw is None:
-        return None, [None] * len(keys)
-    run_id = raw.decode()
-    values = client.mget([f"{prefix}{run_id}:{k}" for k in keys]) if keys else []
-    return run_id, [None if v is None else json.loads(v) for v in values]
+def lookup(client: Any, prefix: str, keys: Sequence[str]) -> list[Any]:
+    """The published record (or ``None``) for each key: one ``HMGET`` of the live hash."""
+    if not keys:
+        return []
+    values = client.hmget(f"{prefix}{PREDICTIONS}", list(keys))
+    return [None if v is None else json.loads(v) for v in values]

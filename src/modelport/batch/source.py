@@ -109,6 +109,8 @@ class FileSource(Source):
         self.format = format
         self.storage_options = dict(storage_options or {})
         self.read_rows = read_rows
+        #: CSV columns read as text whatever they look like (the scorer parses each cell)
+        self.text_columns: tuple[str, ...] = ()
         self._files: list[dict[str, Any]] | None = None
         self._fs: Any = None
 
@@ -225,7 +227,8 @@ class FileSource(Source):
                     import pyarrow.csv as pcsv
 
                     reader = pcsv.open_csv(fh, read_options=pcsv.ReadOptions(
-                        block_size=1 << 22))
+                        block_size=1 << 22), convert_options=pcsv.ConvertOptions(
+                        column_types={n: pa.string() for n in self.text_columns}))
                     yield from reader
                 else:
                     import pyarrow.json as pjson

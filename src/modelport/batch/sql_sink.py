@@ -11,7 +11,8 @@ commit then publishes the staging rows in one transaction, according to ``mode``
   modelport gets that key as its primary key).
 
 The commit also records the run in ``modelport_batch_runs``, so rerunning a committed run is a
-no-op. PostgreSQL and SQLite run DDL inside transactions, so readers see the old table or the new
+no-op. Both bookkeeping tables live in the connection's default schema unless ``state_schema``
+(``--state-schema``) names another one, created when missing. PostgreSQL and SQLite run DDL inside transactions, so readers see the old table or the new
 one, never a gap. MariaDB/MySQL commit DDL implicitly: ``replace`` uses one atomic multi-table
 ``RENAME TABLE``; the run record follows it in its own transaction.
 """
@@ -34,26 +35,36 @@ from modelport.errors import ConfigurationError, ConflictError, StorageError
 Mode = Literal["create", "append", "replace", "upsert"]
 MODES: tuple[Mode, ...] = ("create", "append", "replace", "upsert")
 
-_meta = sa.MetaData()
-runs_table = sa.Table(
-    "modelport_batch_runs", _meta,
-    sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("target", sa.String(255), nullable=False),
-    sa.Column("meta", sa.Text, nullable=False),
-    sa.Column("summary", sa.Text, nullable=True),
-)
-chunks_table = sa.Table(
-    "modelport_batch_chunks", _meta,
-    sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("chunk", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("rows_in", sa.BigInteger, nullable=False),
-    sa.Column("rejected", sa.BigInteger, nullable=False),
-)
+def bookkeeping_tables(schema: str | None = None) -> tuple[sa.MetaData, sa.Table, sa.Table]:
+    """The two tables a SQL output keeps beside the user's table, in ``schema`` (``None``: the
+    connection's default schema): ``modelport_batch_runs`` (one row per run: its target, its
+    meta and, once committed, its summary; a committed run is not run again) and
+    ``modelport_batch_chunks`` (one row per chunk staged by a run still in progress: the resume
+    checkpoint, deleted at commit)."""
+    meta = sa.MetaData(schema=schema)
+    runs = sa.Table(
+        "modelport_batch_runs", meta,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("target", sa.String(255), nullable=False),
+        sa.Column("meta", sa.Text, nullable=False),
+        sa.Column("summary", sa.Text, nullable=True),
+    )
+    chunks = sa.Table(
+        "modelport_batch_chunks", meta,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("chunk", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("rows_in", sa.BigInteger, nullable=False),
+        sa.Column("rejected", sa.BigInteger, nullable=False),
+    )
+    return meta, runs, chunks
+
+
+_meta, runs_table, chunks_table = bookkeeping_tables()
 
 
 class SqlSink(Sink):
     def __init__(self, url: str, table: str, *, mode: Mode = "replace",
-                 key: Sequence[str] = ()) -> None:
+                 key: Sequence[str] = (), state_schema: str | None = None) -> None:
         if mode not in MODES:
             raise ConfigurationError(f"unknown --mode {mode!r}; use one of {', '.join(MODES)}")
         if mode == "upsert" and not key:
@@ -61,10 +72,15 @@ class SqlSink(Sink):
         if not table or not all(c.isalnum() or c == "_" for c in table):
             raise ConfigurationError(
                 f"--table {table!r}: use letters, digits and '_' only")
+        if state_schema is not None and not all(c.isalnum() or c == "_" for c in state_schema):
+            raise ConfigurationError(
+                f"--state-schema {state_schema!r}: use letters, digits and '_' only")
         self.url = url
         self.table = table
         self.mode = mode
         self.key = list(key)
+        self.state_schema = state_schema
+        self._meta, self._runs, self._chunks = bookkeeping_tables(state_schema)
         self._client: sa.engine.Engine | None = None
         self._client_lock: threading.Lock | None = None
 
@@ -93,10 +109,19 @@ class SqlSink(Sink):
         return f"{self.table[:40]}__mp_{digest}"
 
     def _ensure_meta(self) -> None:
+        if self.state_schema is not None:
+            if self.dialect == "sqlite":
+                raise ConfigurationError(
+                    "--state-schema needs PostgreSQL or MySQL/MariaDB; SQLite has no schemas")
+            create = "SCHEMA" if self.dialect == "postgresql" else "DATABASE"
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(
+                    f"CREATE {create} IF NOT EXISTS {self._q(self.state_schema)}"))
         try:
-            _meta.create_all(self.engine, checkfirst=True)
+            self._meta.create_all(self.engine, checkfirst=True)
         except sa.exc.SQLAlchemyError:
-            _meta.create_all(self.engine, checkfirst=True)  # lost a race with another process
+            # lost a race with another process
+            self._meta.create_all(self.engine, checkfirst=True)
 
     def _exists(self, name: str) -> bool:
         return bool(sa.inspect(self.engine).has_table(name))
@@ -106,8 +131,8 @@ class SqlSink(Sink):
         try:
             self._ensure_meta()
             with self.engine.connect() as conn:
-                row = conn.execute(sa.select(runs_table.c.summary).where(
-                    runs_table.c.run_id == run_id)).first()
+                row = conn.execute(sa.select(self._runs.c.summary).where(
+                    self._runs.c.run_id == run_id)).first()
         except sa.exc.SQLAlchemyError as exc:
             raise _storage(exc, self.url) from None
         if row is None or row[0] is None:
@@ -123,17 +148,17 @@ class SqlSink(Sink):
                     "replace, append or upsert")
             staging = self.staging_name(run_id)
             with self.engine.begin() as conn:
-                row = conn.execute(sa.select(runs_table.c.meta).where(
-                    runs_table.c.run_id == run_id)).first()
+                row = conn.execute(sa.select(self._runs.c.meta).where(
+                    self._runs.c.run_id == run_id)).first()
                 if resume and row is not None:
                     done = {int(r[0]): (int(r[1]), int(r[2])) for r in conn.execute(
-                        sa.select(chunks_table.c.chunk, chunks_table.c.rows_in,
-                                  chunks_table.c.rejected).where(
-                            chunks_table.c.run_id == run_id))}
+                        sa.select(self._chunks.c.chunk, self._chunks.c.rows_in,
+                                  self._chunks.c.rejected).where(
+                            self._chunks.c.run_id == run_id))}
                     return Staged(dict(json.loads(row[0])), done)
-                conn.execute(chunks_table.delete().where(chunks_table.c.run_id == run_id))
-                conn.execute(runs_table.delete().where(runs_table.c.run_id == run_id))
-                conn.execute(runs_table.insert().values(
+                conn.execute(self._chunks.delete().where(self._chunks.c.run_id == run_id))
+                conn.execute(self._runs.delete().where(self._runs.c.run_id == run_id))
+                conn.execute(self._runs.insert().values(
                     run_id=run_id, target=self.table, meta=json.dumps(meta), summary=None))
             if self._exists(staging):
                 with self.engine.begin() as conn:
@@ -146,15 +171,15 @@ class SqlSink(Sink):
         staging = self._staging_table(run_id, table.schema)
         try:
             with self.engine.begin() as conn:
-                seen = conn.execute(sa.select(chunks_table.c.chunk).where(
-                    chunks_table.c.run_id == run_id, chunks_table.c.chunk == index)).first()
+                seen = conn.execute(sa.select(self._chunks.c.chunk).where(
+                    self._chunks.c.run_id == run_id, self._chunks.c.chunk == index)).first()
                 if seen is not None:
                     return
                 if table.num_rows and self.dialect == "postgresql":
                     self._copy(conn, staging, table)
                 elif table.num_rows:
                     conn.execute(staging.insert(), table.to_pylist())
-                conn.execute(chunks_table.insert().values(
+                conn.execute(self._chunks.insert().values(
                     run_id=run_id, chunk=index, rows_in=counts[0], rejected=counts[1]))
         except sa.exc.SQLAlchemyError as exc:
             raise _storage(exc, self.url) from None
@@ -194,9 +219,9 @@ class SqlSink(Sink):
                 raise StorageError(
                     f"the staging table of run {run_id} is gone; rerun without --resume")
             src = sa.Table(staging, sa.MetaData(), autoload_with=self.engine)
-            record = (runs_table.update().where(runs_table.c.run_id == run_id)
+            record = (self._runs.update().where(self._runs.c.run_id == run_id)
                       .values(summary=json.dumps(summary)))
-            forget = chunks_table.delete().where(chunks_table.c.run_id == run_id)
+            forget = self._chunks.delete().where(self._chunks.c.run_id == run_id)
             if self.mode in ("create", "replace"):
                 self._swap(staging, target, [record, forget])
                 return

@@ -155,6 +155,8 @@ class ChunkTask:
     storage_options: dict[str, Any] = field(default_factory=dict)
     cache_dir: str | None = None
     model_digest: str | None = None
+    #: the input is text (CSV): parse cells the model takes as numbers or booleans
+    parse_text: bool = False
 
     def scorer(self) -> ChunkScorer:
         runner = runner_for(self.model_path, self.trusted, self.accelerate, self.cache_dir,
@@ -164,7 +166,7 @@ class ChunkTask:
             return runner.predict(batch, source="batch")
 
         return ChunkScorer(runner.model.signature, predict, self.meta, keep=self.keep,
-                           chunk_rows=self.chunk_rows)
+                           chunk_rows=self.chunk_rows, parse_text=self.parse_text)
 
     def run(self, index: int, rows: pa.RecordBatch) -> ChunkCounts:
         """Score chunk ``index`` and stage it; its rejects are written first, then the chunk."""

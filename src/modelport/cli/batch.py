@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from modelport.cli.common import emit, settings_from, table
+from modelport.cli.common import add_extra_columns, emit, settings_from, table
 from modelport.errors import ConfigurationError
 
 
@@ -58,8 +58,8 @@ def _job_arguments(p: argparse.ArgumentParser) -> None:
                    help="file, folder or glob (local or s3://…; Parquet, CSV, JSON lines), or a "
                         "database URL with --query")
     p.add_argument("--output", "-o", required=True, metavar="URI",
-                   help="Parquet folder (local or s3://…), database URL with --table, or "
-                        "redis://host:port/db")
+                   help="Parquet folder (local or s3://…), a .csv file, database URL with "
+                        "--table, or redis://host:port/db")
     p.add_argument("--query", help="SQL query giving the rows to score (database input)")
     p.add_argument("--input-format", choices=["parquet", "csv", "json"],
                    help="input format when file names do not tell")
@@ -77,7 +77,8 @@ def _job_arguments(p: argparse.ArgumentParser) -> None:
                         "output, or under MODELPORT_HOME)")
     p.add_argument("--max-reject-rate", type=float, metavar="FRACTION",
                    help="fail without publishing when more rows than this are rejected (0.01 = "
-                        "1%%; default: never)")
+                        "1%%; default: fail only when every row is rejected)")
+    add_extra_columns(p)
     p.add_argument("--chunk-rows", type=int, default=65536, metavar="N",
                    help="rows per chunk (memory ~ chunk size x workers; default 65536)")
     p.add_argument("--engine", default="local", choices=["local", "dask", "spark"])
@@ -95,7 +96,10 @@ def _job_arguments(p: argparse.ArgumentParser) -> None:
 
 def spec_from(args: argparse.Namespace) -> Any:
     from modelport.batch.job import JobSpec
+    from modelport.extras import require_drivers
 
+    require_drivers((args.input, "--input"), (args.output, "--output"),
+                    (args.rejects, "--rejects"))
     options: dict[str, Any] = settings_from(args).storage_options
     if args.storage_options:
         try:
@@ -111,7 +115,8 @@ def spec_from(args: argparse.Namespace) -> Any:
         rejects=args.rejects, max_reject_rate=args.max_reject_rate, chunk_rows=args.chunk_rows,
         engine=args.engine, engine_address=args.engine_address, workers=args.workers,
         run_id=getattr(args, "run_id", None), resume=getattr(args, "resume", False),
-        accelerate=args.accelerate, trusted=args.trusted, storage_options=options)
+        accelerate=args.accelerate, trusted=args.trusted, storage_options=options,
+        extra_columns=args.extra_columns)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -22,8 +22,9 @@ Endpoints are read from a YAML file named by ``MODELPORT_LOOKUP`` (or passed in)
         table: churn_scores
         key: customer_id
 
-Redis answers follow the batch job's published pointer, so a lookup sees one run's results,
-never a mix; SQL answers report the run id stored in each row.
+A Redis endpoint reads the hash ``<prefix>predictions`` that the batch job publishes
+atomically (``HGET <prefix>predictions <key>``), so a lookup sees one run's results, never a mix.
+Answers carry the record form of :mod:`modelport.core.schema` (``prediction_id`` holds the run).
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from modelport.core.concurrency import run_sync
+from modelport.core.runner import new_id
+from modelport.core.schema import PredictionSchema, row_ids, timestamp_text
 from modelport.errors import ConfigurationError, InvalidInputError, ModelportError, NotFoundError
 
 if TYPE_CHECKING:
@@ -96,11 +100,10 @@ class _RedisStore(_Store):
             f"modelport:{endpoint.name}:"
 
     async def get(self, keys: Sequence[str]) -> list[dict[str, Any] | None]:
-        pointer = await self.client.get(f"{self.prefix}__current__")
-        if pointer is None:
-            return [None] * len(keys)
-        run_id = pointer.decode() if isinstance(pointer, bytes) else str(pointer)
-        values = await self.client.mget([f"{self.prefix}{run_id}:{k}" for k in keys])
+        if not keys:
+            return []
+        # one read of the published hash (see modelport.batch.redis_sink)
+        values = await self.client.hmget(f"{self.prefix}predictions", list(keys))
         return [None if v is None else dict(orjson.loads(v)) for v in values]
 
     async def close(self) -> None:
@@ -155,6 +158,7 @@ def _typed(key: str, sql_type: Any) -> Any:
 
 
 def _payload(row: dict[str, Any], key: str) -> dict[str, Any]:
+    """A stored SQL row (the tabular form) as the record form of ``modelport.core.schema``."""
     row.pop(key, None)
     out: dict[str, Any] = {}
     probabilities: dict[str, Any] = {}
@@ -162,8 +166,12 @@ def _payload(row: dict[str, Any], key: str) -> dict[str, Any]:
         name = str(column)  # SQLAlchemy names are str subclasses, which orjson refuses as keys
         if name.startswith("probability_"):
             probabilities[name[len("probability_"):]] = value
-        elif hasattr(value, "isoformat"):
-            out[name] = value.isoformat()
+            continue
+        if name == "model" and probabilities:
+            out["probabilities"] = probabilities
+            probabilities = {}
+        if isinstance(value, datetime):
+            out[name] = timestamp_text(value if value.tzinfo else value.replace(tzinfo=UTC))
         else:
             out[name] = value
     if probabilities:
@@ -259,12 +267,15 @@ class LookupApp:
             raise ConfigurationError(f"lookup endpoint {endpoint.name!r} has no live fallback")
         runner = self.service.runner(endpoint.fallback)
         batch = runner.model.coerce([items[i][1] for i in rows])
-        result = await runner.submit(batch, source="lookup", endpoint=endpoint.name)
-        for i, record in zip(rows, result.to_records(), strict=True):
-            prediction = record.pop("label", record.pop("prediction", None))
-            answers[i] = {"key": items[i][0], "found": True, "source": "live",
-                          "prediction": prediction, **record, "model_name": runner.name,
-                          "model_version": runner.version, "run_id": None}
+        request_id = new_id()
+        result = await runner.submit(batch, source="lookup", endpoint=endpoint.name,
+                                     request_id=request_id)
+        schema = PredictionSchema.of(runner.model.signature)
+        records = schema.records(result, ids=row_ids(request_id, len(rows), single=len(rows) == 1),
+                                 model=runner.name, version=runner.version,
+                                 predicted_at=datetime.now(UTC))
+        for i, record in zip(rows, records, strict=True):
+            answers[i] = {"key": items[i][0], "found": True, "source": "live", **record}
 
 
 async def _json_body(receive: Any) -> Any:
