@@ -222,7 +222,12 @@ class JobStore:
         if job:
             query = query.where(history_table.c.job == job)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:  # SQLite hands back naive times: they are UTC, say so
+            for key in ("slot", "started_at", "finished_at"):
+                if isinstance(row.get(key), datetime):
+                    row[key] = _utc(row[key])
+        return rows
 
     def close(self) -> None:
         if self._engine is not None:

@@ -12,9 +12,10 @@ commit then publishes the staging rows in one transaction, according to ``mode``
 
 The commit also records the run in ``modelport_batch_runs``, so rerunning a committed run is a
 no-op. Both bookkeeping tables live in the connection's default schema unless ``state_schema``
-(``--state-schema``) names another one, created when missing. PostgreSQL and SQLite run DDL inside transactions, so readers see the old table or the new
-one, never a gap. MariaDB/MySQL commit DDL implicitly: ``replace`` uses one atomic multi-table
-``RENAME TABLE``; the run record follows it in its own transaction.
+(``--state-schema``) names another one, created when missing. PostgreSQL and SQLite run DDL
+inside transactions, so readers see the old table or the new one, never a gap. MariaDB/MySQL
+commit DDL implicitly: ``replace`` uses one atomic multi-table ``RENAME TABLE``; the run
+record follows it in its own transaction.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 
 from modelport.batch.sink import Sink, Staged
 from modelport.batch.source import redact, sql_engine_url
+from modelport.core.schema import lists_as_json
 from modelport.errors import ConfigurationError, ConflictError, StorageError
 
 Mode = Literal["create", "append", "replace", "upsert"]
@@ -168,6 +170,7 @@ class SqlSink(Sink):
         return Staged(meta, {})
 
     def write(self, run_id: str, index: int, table: pa.Table, counts: tuple[int, int]) -> None:
+        table = lists_as_json(table)  # multi-element outputs as JSON text
         staging = self._staging_table(run_id, table.schema)
         try:
             with self.engine.begin() as conn:

@@ -7,7 +7,8 @@ import platform
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ def save(
     flavor: str | None = None,
     overwrite: bool = False,
     accelerate: bool = True,
+    nullable: Sequence[str] | bool | None = None,
 ) -> Path:
     """Save ``model`` as a bundle directory at ``path`` and return the path.
 
@@ -77,6 +79,13 @@ def save(
     rows are also converted to ONNX and stored with the bundle when the conversion gives the same
     predictions (``modelport.bundle.accelerated``), so servers and batch jobs load the fast form
     without converting again; the manifest records why when there is none.
+
+    ``nullable`` says which inputs accept a missing value (``null`` / NaN, given to the model as
+    NaN): by default every numeric input of a model that handles missing values (XGBoost,
+    LightGBM, HistGradientBoosting and other scikit-learn estimators whose ``allow_nan`` tag is
+    set), plus the columns whose example rows have one; a list of column names adds those;
+    ``True`` declares every input, ``False`` none. Missing values elsewhere are refused with a
+    message saying how to declare them (``modelport models register DIR --nullable COL``).
     """
     target = Path(path)
     occupied = any(target.iterdir()) if target.is_dir() else target.exists()
@@ -84,7 +93,8 @@ def save(
         raise ConflictError(f"{target} already exists; pass overwrite=True to replace it")
     flv = flavor_for(model, flavor)
     description = flv.describe(model)
-    sig = _signature(flv, model, signature, example)
+    sig = _nullable(_signature(flv, model, signature, example), nullable,
+                    handles_missing=flv.handles_missing(model))
     sig = sig.with_outputs(
         output_specs(sig, description.task, description.classes)
         if not sig.outputs or description.task != "other" else sig.outputs,
@@ -143,6 +153,20 @@ def _signature(flv: Any, model: Any, signature: Any, example: Any) -> Signature:
             "data) or signature="
         )
     return inferred  # type: ignore[no-any-return]
+
+
+def _nullable(sig: Signature, nullable: Sequence[str] | bool | None, *,
+              handles_missing: bool) -> Signature:
+    if nullable is False:
+        return replace(sig, inputs=tuple(replace(c, nullable=False) for c in sig.inputs))
+    if nullable is True:
+        return sig.with_nullable(True)
+    if isinstance(nullable, str):
+        nullable = [nullable]
+    if handles_missing:
+        sig = sig.with_nullable([c.name for c in sig.inputs
+                                 if c.dtype not in ("bool", "string")])
+    return sig.with_nullable(list(nullable or ()))
 
 
 def _check_labels_from_proba(flavor: str, model: Any, manifest: Manifest, tmp: Path) -> None:

@@ -29,7 +29,7 @@ import itertools
 import math
 import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -162,6 +162,40 @@ class Signature:
             dtype = _dtype_name(col.dtype, values=col.to_numpy())
             specs.append(ColumnSpec(str(name), dtype, (), nullable=bool(col.isna().any())))
         return cls(inputs=tuple(specs), kind="columns")
+
+    def with_nullable(self, columns: Sequence[str] | bool) -> Signature:
+        """This signature with ``columns`` (``True``: every numeric or string input) declared
+        nullable: a missing value (``null``, ``None``, NaN) is accepted there and reaches the
+        model as NaN (``None`` for strings). Other columns keep what they declared.
+
+        >>> sig = Signature.from_dict({"inputs": [{"name": "a", "dtype": "int64"},
+        ...                                       {"name": "b", "dtype": "float64"}]})
+        >>> sig.with_nullable(["a"]).coerce([{"a": None, "b": 1.0}]).column("a").tolist()
+        [nan]
+        """
+        if columns is True:
+            names = {s.name for s in self.inputs if s.dtype != "bool"}
+        elif columns is False:
+            return self
+        else:
+            names = set(columns)
+            unknown = sorted(names - set(self.input_names))
+            if unknown:
+                raise InvalidInputError(
+                    f"cannot declare {unknown[0]!r} nullable: the model's inputs are "
+                    f"{self.input_names}", field=unknown[0])
+            refused = [s.name for s in self.inputs if s.name in names and s.dtype == "bool"]
+            if refused:
+                raise InvalidInputError(
+                    f"column {refused[0]!r} is boolean and cannot hold a missing value",
+                    field=refused[0])
+        inputs = tuple(replace(s, nullable=True) if s.name in names else s for s in self.inputs)
+        return replace(self, inputs=inputs)
+
+    @property
+    def nullable_names(self) -> list[str]:
+        """The inputs that accept a missing value."""
+        return [s.name for s in self.inputs if s.nullable]
 
     def with_outputs(
         self, outputs: Sequence[ColumnSpec], task: Task, classes: Sequence[Any] | None
@@ -323,12 +357,11 @@ class Signature:
         nan = np.isnan(matrix)
         if nan.any():
             for j, spec in enumerate(self.inputs):
-                if nan[:, j].any() and not (spec.nullable and spec.dtype.startswith("float")):
-                    raise InvalidInputError(
-                        f"column {spec.name!r}: missing value where {spec.dtype} is required",
-                        field=spec.name,
-                    )
-        out = matrix.astype(self._uniform, copy=False)
+                if nan[:, j].any() and not spec.nullable:
+                    raise _missing(spec)
+        # nullable integer columns with a missing value stay float64 (NaN): models that handle
+        # missing values (tree ensembles) read it as "missing"
+        out = matrix if nan.any() else matrix.astype(self._uniform, copy=False)
         return Batch.from_matrix(self.input_names, out, keys=keys)
 
     def _from_columns(
@@ -511,11 +544,8 @@ def _coerce_column(spec: ColumnSpec, values: Any) -> Array:
         if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.number):
             _type_error(spec, v)
     if any(v is None for v in items):
-        if not (spec.nullable and target.kind == "f"):
-            raise InvalidInputError(
-                f"column {spec.name!r}: missing value where {spec.dtype} is required",
-                field=spec.name,
-            )
+        if not spec.nullable:
+            raise _missing(spec)
         items = [math.nan if v is None else v for v in items]
     try:
         raw = np.array(items)
@@ -529,17 +559,11 @@ def _coerce_column(spec: ColumnSpec, values: Any) -> Array:
 def _cast_numeric(spec: ColumnSpec, arr: Array, target: np.dtype[Any]) -> Array:
     if arr.dtype == target:
         if target.kind == "f" and not spec.nullable and np.isnan(arr).any():
-            raise InvalidInputError(
-                f"column {spec.name!r}: missing value where {spec.dtype} is required",
-                field=spec.name,
-            )
+            raise _missing(spec)
         return arr
     if target.kind == "f":
         if arr.dtype.kind == "f" and not spec.nullable and np.isnan(arr).any():
-            raise InvalidInputError(
-                f"column {spec.name!r}: missing value where {spec.dtype} is required",
-                field=spec.name,
-            )
+            raise _missing(spec)
         if arr.dtype.kind in "iu" and arr.size and np.abs(arr).max() > 2**53:
             raise InvalidInputError(
                 f"column {spec.name!r}: integer too large to convert to {spec.dtype} exactly",
@@ -547,19 +571,25 @@ def _cast_numeric(spec: ColumnSpec, arr: Array, target: np.dtype[Any]) -> Array:
             )
         return arr.astype(target)
     # integer target
+    missing = None
     if arr.dtype.kind == "f":
-        if np.isnan(arr).any():
-            raise InvalidInputError(
-                f"column {spec.name!r}: missing value where {spec.dtype} is required",
-                field=spec.name,
-            )
-        frac = arr != np.round(arr)
+        missing = np.isnan(arr)
+        if missing.any() and not spec.nullable:
+            raise _missing(spec)
+        frac = ~missing & (arr != np.round(arr))
         if frac.any():
             raise InvalidInputError(
                 f"column {spec.name!r}: expected {spec.dtype}, got a fractional number "
                 f"({arr[np.argmax(frac)]})", field=spec.name,
             )
     info = np.iinfo(target)
+    if missing is not None and missing.any():  # nullable: whole numbers and NaN, as float64
+        present = arr[~missing]
+        if present.size and (present.min() < info.min or present.max() > info.max):
+            raise InvalidInputError(
+                f"column {spec.name!r}: value out of range for {spec.dtype}", field=spec.name
+            )
+        return arr.astype(np.float64, copy=False)
     if arr.size and (arr.min() < info.min or arr.max() > info.max):
         raise InvalidInputError(
             f"column {spec.name!r}: value out of range for {spec.dtype}", field=spec.name
@@ -572,10 +602,7 @@ def _coerce_strings(spec: ColumnSpec, values: Any) -> Array:
     for v in values:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             if not spec.nullable:
-                raise InvalidInputError(
-                    f"column {spec.name!r}: missing value where a string is required",
-                    field=spec.name,
-                )
+                raise _missing(spec)
             out.append(None)
         elif isinstance(v, str | np.str_):
             out.append(str(v))
@@ -610,6 +637,17 @@ def _coerce_tensor(spec: ColumnSpec, values: Any) -> Array:
     flat = _cast_numeric(ColumnSpec(spec.name, spec.dtype, (), spec.nullable), arr.reshape(-1),
                          np.dtype(spec.dtype)) if arr.dtype.kind != "b" else arr.reshape(-1)
     return flat.reshape(arr.shape)
+
+
+def _missing(spec: ColumnSpec) -> InvalidInputError:
+    """A missing value in a column that does not take one, saying how to declare that it may."""
+    what = "a string" if spec.dtype == "string" else spec.dtype
+    return InvalidInputError(
+        f"column {spec.name!r}: missing value where {what} is required; if the model handles "
+        f"missing values, declare the column nullable: 'modelport models register BUNDLE_DIR "
+        f"--nullable {spec.name}'",
+        field=spec.name,
+    )
 
 
 def _type_error(spec: ColumnSpec, value: Any) -> None:

@@ -8,8 +8,16 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from modelport.cli.common import add_extra_columns, emit, settings_from, table
-from modelport.errors import ConfigurationError
+from modelport.cli.common import (
+    add_extra_columns,
+    emit,
+    missing_registry,
+    no_registry_message,
+    read_registry,
+    settings_from,
+    table,
+)
+from modelport.errors import ConfigurationError, NotFoundError
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -64,6 +72,10 @@ def _job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-format", choices=["parquet", "csv", "json"],
                    help="input format when file names do not tell")
     p.add_argument("--table", help="output table (database output)")
+    p.add_argument("--state-schema", metavar="SCHEMA",
+                   help="database schema for the two bookkeeping tables of a SQL output "
+                        "(modelport_batch_runs, modelport_batch_chunks; default: the "
+                        "connection's schema, beside --table)")
     p.add_argument("--mode", default="replace", choices=["create", "append", "replace", "upsert"],
                    help="how a SQL output table is written (default replace)")
     p.add_argument("--key", action="append", default=[], metavar="COLUMN",
@@ -116,7 +128,7 @@ def spec_from(args: argparse.Namespace) -> Any:
         engine=args.engine, engine_address=args.engine_address, workers=args.workers,
         run_id=getattr(args, "run_id", None), resume=getattr(args, "resume", False),
         accelerate=args.accelerate, trusted=args.trusted, storage_options=options,
-        extra_columns=args.extra_columns)
+        extra_columns=args.extra_columns, state_schema=args.state_schema)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -148,14 +160,31 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(args: argparse.Namespace) -> Any:
+def _store(args: argparse.Namespace, *, read_only: bool = False) -> Any:
     from modelport.batch.scheduler import JobStore
 
-    return JobStore(settings_from(args).registry_url).load()
+    settings = settings_from(args)
+    missing = missing_registry(settings) if read_only else None
+    if missing is not None:  # nothing was ever scheduled there; create nothing
+        raise NotFoundError(f"no scheduled jobs: {no_registry_message(missing)}")
+    return JobStore(settings.registry_url).load()
+
+
+def _check_model(args: argparse.Namespace) -> None:
+    """A job must name a model that exists now, not fail at its first slot."""
+    from pathlib import Path
+
+    if Path(args.ref).is_dir():
+        return
+    try:
+        read_registry(args).resolve(args.ref)
+    except NotFoundError as exc:
+        raise NotFoundError(f"cannot schedule {args.ref}: {exc}") from None
 
 
 def _schedule(args: argparse.Namespace) -> int:
     spec = spec_from(args)
+    _check_model(args)
     name = args.name or f"{args.ref.split('@')[0].split(':')[0].rstrip('/').split('/')[-1]}-batch"
     job = _store(args).add(name, spec, args.cron, catchup=args.catchup, now=datetime.now(UTC),
                            replace=args.replace)
@@ -174,13 +203,13 @@ def _unschedule(args: argparse.Namespace) -> int:
 def _jobs(args: argparse.Namespace) -> int:
     rows = [{"name": j.name, "cron": j.cron, "model": j.spec.ref, "output": j.spec.output,
              "next_slot": j.next_slot.isoformat(), "catchup": j.catchup}
-            for j in _store(args).jobs()]
+            for j in _store(args, read_only=True).jobs()]
     emit(args, rows, table(rows, ["name", "cron", "model", "output", "next_slot"]))
     return 0
 
 
 def _history(args: argparse.Namespace) -> int:
-    rows = _store(args).history(args.name, limit=args.limit)
+    rows = _store(args, read_only=True).history(args.name, limit=args.limit)
     for row in rows:
         for k in ("slot", "started_at", "finished_at"):
             if row.get(k) is not None:
@@ -200,11 +229,18 @@ def _scheduler(args: argparse.Namespace) -> int:
     def run(spec: Any) -> Any:
         return BatchJob(spec, settings=settings, progress=Progress(enabled=False)).run()
 
-    scheduler = Scheduler(_store(args), run)
     if args.once:
-        outcomes = scheduler.tick()
-        emit(args, outcomes, table(outcomes, ["job", "slot", "status", "rows_in", "error"]))
+        store = _store(args)
+        outcomes = Scheduler(store, run).tick()
+        text = table(outcomes, ["job", "slot", "status", "rows_in", "error"])
+        if not outcomes:
+            text = "nothing due"
+        upcoming = sorted(store.jobs(), key=lambda j: j.next_slot)
+        text += (f"\nnext slot: {upcoming[0].name} at {upcoming[0].next_slot.isoformat()}"
+                 if upcoming else "\nno jobs scheduled ('modelport batch schedule' adds one)")
+        emit(args, outcomes, text)
         return 1 if any(o["status"] == "failed" for o in outcomes) else 0
+    scheduler = Scheduler(_store(args), run)
     print(f"scheduler polling every {args.poll:g}s; Ctrl-C stops it", file=sys.stderr)
     scheduler.run(poll_s=args.poll)
     return 0

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelport.errors import ConfigurationError
+from modelport.errors import ConfigurationError, NotFoundError
 
 if TYPE_CHECKING:
     from modelport.registry import Registry
@@ -35,6 +35,39 @@ def registry_from(args: argparse.Namespace) -> Registry:
     from modelport.registry import Registry
 
     return Registry.from_settings(settings_from(args))
+
+
+def missing_registry(settings: Settings) -> Path | None:
+    """The SQLite file of an embedded registry that does not exist yet, else ``None``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(settings.registry_url)
+    except ArgumentError:
+        return None  # the registry reports a malformed URL itself
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database).expanduser().absolute()
+    return None if path.exists() else path
+
+
+def no_registry_message(path: Path) -> str:
+    return (f"no registry at {path} (MODELPORT_HOME is {path.parent}); register a model with "
+            "'modelport models register BUNDLE_DIR', or point --registry / MODELPORT_HOME at "
+            "an existing registry")
+
+
+def read_registry(args: argparse.Namespace) -> Registry:
+    """The registry, for commands that only read it: a registry that does not exist is a
+    ``NotFoundError`` saying where it was looked for, and nothing is created on disk."""
+    from modelport.registry import Registry
+
+    settings = settings_from(args)
+    missing = missing_registry(settings)
+    if missing is not None:
+        raise NotFoundError(no_registry_message(missing))
+    return Registry.from_settings(settings)
 
 
 def to_plain(value: Any) -> Any:
@@ -100,3 +133,26 @@ def existing_file(path: str, what: str = "file") -> Path:
     if not p.exists():
         raise ConfigurationError(f"{what} {path!r} does not exist")
     return p
+
+
+def writable_output(path: str, flag: str = "--output") -> Path:
+    """``path`` if a file can be written there, checked before any work is done (by creating
+    and removing a probe file beside it): a missing folder, one without write permission or on
+    a read-only file system is a ``ConfigurationError`` naming ``flag``."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise ConfigurationError(f"{flag} {path!r} is a folder; name a file in it")
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigurationError(
+            f"cannot write {path!r}: {str(folder)!r} {what}; create the folder "
+            f"(mkdir -p {folder}) or choose another {flag}")
+    probe = folder / f".{target.name}.probe"
+    try:
+        probe.open("wb").close()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot write {path!r}: {exc.strerror or exc}; choose another {flag}") from None
+    return target

@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from modelport.cli.common import emit, existing_file, registry_from, table
-from modelport.errors import InvalidInputError
+from modelport.cli.common import (
+    emit,
+    existing_file,
+    missing_registry,
+    no_registry_message,
+    read_registry,
+    registry_from,
+    settings_from,
+    table,
+)
+from modelport.errors import InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
     from modelport.registry import ModelVersion
@@ -20,6 +29,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("path", help="bundle directory written by modelport.save")
     p.add_argument("--name", help="model name (default: the bundle's name)")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--nullable", action="append", default=[], metavar="COLUMN",
+                   help="declare this input column nullable (repeatable, or A,B): a null there "
+                        "reaches the model as NaN, for models that handle missing values")
+    p.add_argument("--if-changed", action="store_true",
+                   help="when the bundle is identical to an existing version, register nothing "
+                        "and answer that version")
     p.set_defaults(func=_register)
 
     p = msub.add_parser("list", help="list models, or the versions of one model")
@@ -99,13 +114,32 @@ def version_summary(v: ModelVersion) -> dict[str, Any]:
 def _register(args: argparse.Namespace) -> int:
     path = existing_file(args.path, "bundle directory")
     tags = {k: v or "" for k, v in _pairs(args.tag, need_value=True).items()}
-    version = registry_from(args).register(path, name=args.name, tags=tags or None)
-    emit(args, version_summary(version), f"registered {version.name} version {version.version}")
+    nullable = [c.strip() for text in args.nullable for c in text.split(",") if c.strip()]
+    registry = registry_from(args)
+    same = registry.identical_version(path, args.name, nullable=nullable or None)
+    if same is not None and args.if_changed:
+        emit(args, {**version_summary(same), "registered": False},
+             f"{same.name} version {same.version} is identical to {path}; nothing registered")
+        return 0
+    version = registry.register(path, name=args.name, tags=tags or None,
+                                nullable=nullable or None)
+    text = f"registered {version.name} version {version.version}"
+    if same is not None:
+        text += (f" (identical to version {same.version}; --if-changed registers nothing "
+                 "when the bundle is unchanged)")
+    emit(args, {**version_summary(version), "registered": True,
+                "identical_to": same.version if same is not None else None}, text)
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    reg = registry_from(args)
+    missing = missing_registry(settings_from(args))
+    if missing is not None:  # say where we looked, and create nothing there
+        if args.name:
+            raise NotFoundError(no_registry_message(missing))
+        emit(args, [], f"(none): {no_registry_message(missing)}")
+        return 0
+    reg = read_registry(args)
     if args.name:
         rows = [version_summary(v) for v in reg.list_versions(args.name,
                                                               include_archived=args.all)]
@@ -118,12 +152,17 @@ def _list(args: argparse.Namespace) -> int:
     rows = [{"name": m.name, "versions": m.version_count, "latest": m.latest_version,
              "aliases": ",".join(f"{a}={v}" for a, v in sorted(m.aliases.items()))}
             for m in models]
-    emit(args, rows, table(rows, ["name", "versions", "latest", "aliases"]))
+    text = table(rows, ["name", "versions", "latest", "aliases"])
+    if not rows:
+        from modelport.registry.metadata import safe_url
+
+        text += f": no models registered in {safe_url(reg.url)}"
+    emit(args, rows, text)
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    version = registry_from(args).resolve(args.ref)
+    version = read_registry(args).resolve(args.ref)
     info = version_summary(version)
     manifest = version.manifest or {}
     sig = manifest.get("signature", {})
@@ -170,13 +209,10 @@ def _archive(args: argparse.Namespace) -> int:
 
 
 def _tag(args: argparse.Namespace) -> int:
+    changes = _pairs(args.tags, need_value=False)  # every argument checked before any change
     reg = registry_from(args)
     version = reg.resolve(args.ref)
-    for key, value in _pairs(args.tags, need_value=False).items():
-        if value is None:
-            reg.delete_tag(version.ref, key)
-        else:
-            reg.set_tag(version.ref, key, value)
+    reg.update_tags(f"{version.name}:{version.version}", changes)
     updated = reg.resolve(f"{version.name}:{version.version}")
     emit(args, version_summary(updated),
          f"{updated.name}:{updated.version} tags: {dict(updated.tags or {})}")
@@ -184,7 +220,7 @@ def _tag(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    entries = registry_from(args).audit(args.name, limit=args.limit)
+    entries = read_registry(args).audit(args.name, limit=args.limit)
     rows = [{"at": e.at.isoformat(timespec="seconds"), "actor": e.actor, "host": e.host,
              "action": e.action, "model": e.name, "version": e.version, "details": e.details}
             for e in entries]
@@ -208,7 +244,7 @@ def _alias_rm(args: argparse.Namespace) -> int:
 
 
 def _alias_list(args: argparse.Namespace) -> int:
-    aliases = registry_from(args).aliases(args.name)
+    aliases = read_registry(args).aliases(args.name)
     rows = [{"alias": a, "version": v} for a, v in sorted(aliases.items())]
     emit(args, rows, table(rows, ["alias", "version"]))
     return 0

@@ -159,6 +159,11 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from modelport.extras import require_drivers
+
+    # before the stream package imports its clients: a missing one is one line naming the extra
+    require_drivers((args.source, "--source"), (args.sink, "--sink"),
+                    (args.dead_letter, "--dead-letter"))
     from prometheus_client import CollectorRegistry, start_http_server
 
     from modelport.stream import StreamLoop, StreamMetrics, StreamOptions, open_sink, open_source

@@ -6,6 +6,7 @@ and register it in :mod:`modelport.flavors`:
 * ``handles(model)`` — is this in-memory object ours? Called by ``modelport.save`` to pick a
   flavor; must not import heavy frameworks unless the object comes from them.
 * ``infer_signature(model)`` — optional; inputs read from the model when no example is given.
+* ``handles_missing(model)`` — optional; ``True`` when the model takes NaN as "missing".
 * ``describe(model)`` — task (classification / regression / other), class labels, and the
   framework's version, used to complete the signature and the manifest.
 * ``save(model, directory, ...)`` — write artifact file(s) into ``directory``; return the
@@ -69,6 +70,12 @@ class Flavor(ABC):
     def infer_signature(self, model: Any) -> Signature | None:
         """A signature read from the model itself (ONNX graphs have one); ``None`` if unknown."""
         return None
+
+    def handles_missing(self, model: Any) -> bool:
+        """Whether the model predicts on rows with missing values (NaN) by design, as tree
+        ensembles that learn where missing values go do. ``modelport.save`` then declares its
+        numeric inputs nullable, so ``null`` reaches the model as NaN instead of a 400."""
+        return False
 
     @abstractmethod
     def save(

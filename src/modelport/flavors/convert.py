@@ -96,20 +96,22 @@ def to_onnx(model: Model, *, threads: int = 1) -> tuple[OnnxPredictor | None, st
 
 
 def with_missing_values(batch: Batch, signature: Signature) -> Batch | None:
-    """``batch`` with NaN in every other row of each nullable float column, or ``None``.
+    """``batch`` with NaN in every other row of each nullable numeric column, or ``None``.
 
     Missing values take a different path through tree ensembles (a "missing goes left/right"
     flag per node), so the example rows alone may not exercise it.
     """
     nullable = [s.name for s in signature.inputs
-                if s.nullable and s.dtype.startswith("float") and not s.shape]
+                if s.nullable and s.dtype not in ("bool", "string") and not s.shape]
     if not nullable or signature.kind != "columns":
         return None
     columns = dict(batch.columns)
     for offset, name in enumerate(nullable):
         column = columns[name].astype(np.float64, copy=True)
         column[offset % 2::2] = np.nan
-        columns[name] = column.astype(columns[name].dtype, copy=False)
+        # float columns keep their dtype; integer ones travel as float64 with NaN
+        columns[name] = (column.astype(columns[name].dtype, copy=False)
+                         if columns[name].dtype.kind == "f" else column)
     return signature.coerce(columns)
 
 

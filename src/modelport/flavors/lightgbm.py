@@ -63,6 +63,9 @@ class LightGBMFlavor(Flavor):
     name = "lightgbm"
     requirement = "lightgbm"
 
+    def handles_missing(self, model: Any) -> bool:
+        return True  # every split learns a default direction for missing values
+
     def handles(self, model: Any) -> bool:
         return comes_from(model, "lightgbm")
 

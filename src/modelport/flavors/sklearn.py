@@ -61,6 +61,10 @@ class SklearnPredictor(Predictor):
         return Result(batch.n_rows, labels=np.asarray(self.native.predict(x)))
 
 
+#: estimators that learn a direction for missing values and whose ONNX form keeps it
+_HANDLE_MISSING = {"HistGradientBoostingClassifier", "HistGradientBoostingRegressor"}
+
+
 class SklearnFlavor(Flavor):
     name = "sklearn"
     requirement = "scikit-learn"
@@ -70,6 +74,29 @@ class SklearnFlavor(Flavor):
             hasattr(model, "fit") and hasattr(model, "predict") and hasattr(model, "get_params")
             and not comes_from(model, "xgboost", "lightgbm", "river")
         )
+
+    def handles_missing(self, model: Any) -> bool:
+        """HistGradientBoosting learns where missing values go; so does a pipeline whose steps
+        pass NaN on (scikit-learn's ``allow_nan`` tag) up to such a model or to an imputer.
+
+        Forests and trees also accept NaN since scikit-learn 1.4, but their ONNX form routes
+        it differently, so they are not declared nullable by default (``nullable=`` does it).
+        """
+        steps = getattr(model, "steps", None)
+        if steps is None:
+            return type(model).__name__ in _HANDLE_MISSING
+        for _, step in steps:
+            if step is None or step == "passthrough":
+                continue
+            if type(step).__module__.startswith("sklearn.impute") or self.handles_missing(step):
+                return True
+            try:
+                passes_nan = bool(step.__sklearn_tags__().input_tags.allow_nan)
+            except AttributeError:  # not a scikit-learn estimator, or one older than 1.6
+                return False
+            if not passes_nan:
+                return False
+        return False
 
     def describe(self, model: Any) -> Description:
         from sklearn.base import is_classifier, is_regressor

@@ -100,6 +100,9 @@ class XGBoostFlavor(Flavor):
     name = "xgboost"
     requirement = "xgboost-cpu"
 
+    def handles_missing(self, model: Any) -> bool:
+        return True  # every split learns a default direction for missing values
+
     def handles(self, model: Any) -> bool:
         return comes_from(model, "xgboost") and (
             type(model).__name__ in _WRAPPERS or type(model).__name__ == "Booster"

@@ -9,7 +9,7 @@ the ``(name, version)`` primary key guards anything that slips past.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -320,6 +320,12 @@ class MetadataStore:
     def set_tag(self, name: str, version: int | None, key: str, value: str | None, *,
                 actor: Actor) -> None:
         """Set (or with ``value=None`` delete) a tag on a version, or on the model."""
+        self.set_tags(name, version, {key: value}, actor=actor)
+
+    def set_tags(self, name: str, version: int | None, changes: Mapping[str, str | None], *,
+                 actor: Actor) -> None:
+        """Set (``None``: delete) several tags on a version, or on the model, all or none: a
+        deletion of a tag that does not exist changes nothing."""
         with self._writing() as conn:
             model = self._model_row(conn, name, lock=True)
             if version is None:
@@ -328,17 +334,19 @@ class MetadataStore:
                 row = self._version_row(conn, name, version)
                 table, tags = t.versions, dict(row.tags or {})
                 where = [t.versions.c.name == name, t.versions.c.version == version]
-            previous = tags.get(key)
-            if value is None:
-                if key not in tags:
+            for key, value in changes.items():
+                if value is None and key not in tags:
                     target = f"{name}:{version}" if version is not None else f"model {name!r}"
-                    raise NotFoundError(f"{target} has no tag {key!r}")
-                del tags[key]
-            else:
-                tags[key] = value
+                    raise NotFoundError(f"{target} has no tag {key!r}; nothing was changed")
+            for key, value in changes.items():
+                previous = tags.get(key)
+                if value is None:
+                    del tags[key]
+                else:
+                    tags[key] = value
+                self._record(conn, actor, "set_tag" if value is not None else "delete_tag",
+                             name, version, {"key": key, "value": value, "previous": previous})
             conn.execute(sa.update(table).where(*where).values(tags=tags))
-            self._record(conn, actor, "set_tag" if value is not None else "delete_tag", name,
-                         version, {"key": key, "value": value, "previous": previous})
 
     def set_archived(self, name: str, version: int | None, archived: bool, *,
                      actor: Actor) -> None:

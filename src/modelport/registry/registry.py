@@ -16,7 +16,8 @@ import json
 import os
 import socket
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +28,7 @@ from sqlalchemy.engine import Engine
 from modelport.bundle.hashing import MANIFEST_NAME, sha256_bytes, verify_tree
 from modelport.bundle.manifest import Manifest
 from modelport.bundle.model import Model, load_bundle
-from modelport.errors import InvalidReferenceError
+from modelport.errors import InvalidReferenceError, NotFoundError
 from modelport.registry.artifacts import ArtifactStore, check_relpath
 from modelport.registry.metadata import Clock, MetadataStore
 from modelport.registry.records import Actor, AuditEntry, ModelInfo, ModelVersion
@@ -35,6 +36,19 @@ from modelport.registry.refs import LATEST, check_alias, check_name, check_tag, 
 from modelport.settings import Settings
 
 RefLike = str | ModelVersion
+
+
+@dataclass(frozen=True)
+class _Bundle:
+    """A bundle directory read and checked for registering: what would be stored."""
+
+    source: Path
+    manifest: Manifest
+    name: str
+    tags: dict[str, str]
+    payload: dict[str, str]
+    manifest_bytes: bytes
+    files: dict[str, str]
 
 
 class Registry:
@@ -106,12 +120,55 @@ class Registry:
         tags: Mapping[str, str] | None = None,
         description: str = "",
         actor: str | None = None,
+        nullable: Sequence[str] | None = None,
+        if_changed: bool = False,
     ) -> ModelVersion:
         """Publish a bundle directory as the next version of ``name`` (default: its manifest's).
 
         Every file is checked against the manifest's SHA-256 first, then uploaded under a fresh
-        prefix; the version becomes visible only when its database row commits.
+        prefix; the version becomes visible only when its database row commits. ``nullable``
+        declares more input columns nullable in the registered manifest (the bundle directory
+        is not changed). With ``if_changed``, a bundle identical to an existing version of the
+        model (every file, manifest included) is not registered again: that version is
+        returned (see :meth:`identical_version`).
         """
+        bundle = self._prepare(bundle_dir, name, tags, nullable)
+        if if_changed:
+            same = self._identical(bundle.name, bundle.files)
+            if same is not None:
+                return same
+        uri = self._store.upload(bundle.source, bundle.payload, bundle.name,
+                                 extra={MANIFEST_NAME: bundle.manifest_bytes})
+        try:
+            return self._meta.add_version(
+                bundle.name, artifact_uri=uri, flavor=bundle.manifest.flavor,
+                manifest=bundle.manifest.to_dict(), files=bundle.files, tags=bundle.tags,
+                description=description, actor=self._who(actor))
+        except BaseException:
+            self._store.delete(uri)
+            raise
+
+    def identical_version(
+        self,
+        bundle_dir: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        nullable: Sequence[str] | None = None,
+    ) -> ModelVersion | None:
+        """The existing version of the model whose files (manifest included) are exactly what
+        registering ``bundle_dir`` would store, or ``None``."""
+        bundle = self._prepare(bundle_dir, name, None, nullable)
+        return self._identical(bundle.name, bundle.files)
+
+    def _identical(self, name: str, files: Mapping[str, str]) -> ModelVersion | None:
+        try:
+            versions = self._meta.list_versions(name, include_archived=True)
+        except NotFoundError:
+            return None
+        return next((v for v in reversed(versions) if dict(v.files) == dict(files)), None)
+
+    def _prepare(self, bundle_dir: str | os.PathLike[str], name: str | None,
+                 tags: Mapping[str, str] | None, nullable: Sequence[str] | None) -> _Bundle:
         source = Path(bundle_dir)
         manifest = Manifest.read(source)
         name = check_name(name if name is not None else (manifest.name or source.name))
@@ -121,21 +178,16 @@ class Registry:
         payload = {check_relpath(rel): digest for rel, digest in manifest.files.items()
                    if rel != MANIFEST_NAME}
         verify_tree(source, payload, what=f"bundle {source.name}")
-        if manifest.name == name:
+        declared = manifest.signature.with_nullable(list(nullable)) if nullable else None
+        if manifest.name == name and (declared is None or declared == manifest.signature):
             manifest_bytes = (source / MANIFEST_NAME).read_bytes()
         else:
             manifest.name = name
+            if declared is not None:
+                manifest.signature = declared
             manifest_bytes = manifest.dumps().encode("utf-8")
         files = {**payload, MANIFEST_NAME: sha256_bytes(manifest_bytes)}
-        uri = self._store.upload(source, payload, name, extra={MANIFEST_NAME: manifest_bytes})
-        try:
-            return self._meta.add_version(
-                name, artifact_uri=uri, flavor=manifest.flavor, manifest=manifest.to_dict(),
-                files=files, tags=version_tags, description=description,
-                actor=self._who(actor))
-        except BaseException:
-            self._store.delete(uri)
-            raise
+        return _Bundle(source, manifest, name, version_tags, payload, manifest_bytes, files)
 
     def register_model(
         self,
@@ -180,6 +232,12 @@ class Registry:
         """The newest ``limit`` changes, newest first; only those of ``name`` if given."""
         return self._meta.audit(check_name(name) if name is not None else None, limit=limit)
 
+    def record_audit(self, action: str, details: dict[str, Any], *,
+                     actor: str | None = None) -> None:
+        """Append an audit entry for an action taken outside the registry (e.g. a server's
+        admin route: ``actor`` is then the caller's key name)."""
+        self._meta.record(self._who(actor), action, details)
+
     def state_token(self) -> str:
         """Changes whenever anything in the registry changes; one cheap query to poll."""
         return self._meta.state_token()
@@ -212,6 +270,15 @@ class Registry:
         check_tag(key, value)
         name, number = self._target(ref, version)
         self._meta.set_tag(name, number, key, value, actor=self._who(actor))
+
+    def update_tags(self, ref: str, changes: Mapping[str, str | None], *,
+                    version: int | None = None, actor: str | None = None) -> None:
+        """Set tags (``{key: value}``) and delete them (``{key: None}``) in one change: every
+        key is checked first, and a deletion of a missing tag changes nothing at all."""
+        for key, value in changes.items():
+            check_tag(key, value)
+        name, number = self._target(ref, version)
+        self._meta.set_tags(name, number, dict(changes), actor=self._who(actor))
 
     def delete_tag(self, ref: str, key: str, *, version: int | None = None,
                    actor: str | None = None) -> None:
@@ -250,11 +317,15 @@ class Registry:
             mv.artifact_uri, storage_options=self.storage_options)
         return store.download(mv.artifact_uri, mv.files, target, what=f"model {mv.ref}")
 
-    def load(self, ref: RefLike, *, trusted: bool = False) -> Model:
-        """Fetch, verify, then deserialize: a ``Model`` ready to predict."""
+    def load(self, ref: RefLike, *, trusted: bool = False, lazy: bool = False) -> Model:
+        """Fetch, verify, then deserialize: a ``Model`` ready to predict.
+
+        ``lazy``: deserialize the native artifact only when first needed (see ``load_bundle``).
+        """
         mv = self.resolve(ref)
         path = self.fetch(mv)
-        return load_bundle(path, trusted=trusted, expected_files=mv.files, version=mv.version)
+        return load_bundle(path, trusted=trusted, expected_files=mv.files, version=mv.version,
+                           lazy=lazy)
 
     def prune_uploads(self, *, older_than: timedelta = timedelta(hours=1),
                       actor: str | None = None) -> list[str]:
