@@ -49,7 +49,9 @@ def test_register_alias_predict_prints_exactly_the_in_process_predictions(
                   home=modelport_home)
     assert out.returncode == 0, out.stderr
     printed = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [p["label"] for p in printed] == cancer_pipeline.predict(sample).tolist()
+    assert list(printed[0]) == ["prediction_id", "prediction", "probabilities", "model",
+                                "version", "predicted_at"]
+    assert [p["prediction"] for p in printed] == cancer_pipeline.predict(sample).tolist()
     expected = cancer_pipeline.predict_proba(sample)
     got = np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in printed])
     assert np.array_equal(got, expected)
@@ -77,8 +79,38 @@ def test_predict_reads_and_writes_every_format(
     result = (pd.read_parquet(dest) if suffix == ".parquet" else
               pd.read_json(dest, lines=True) if suffix == ".jsonl" else pd.read_csv(dest))
     assert result["customer_id"].tolist() == list(range(100, 125))
-    assert result["label"].tolist() == cancer_pipeline.predict(x.head(25)).tolist()
-    assert np.allclose(result["proba_1"], cancer_pipeline.predict_proba(x.head(25))[:, 1])
+    assert list(result.columns) == ["customer_id", "prediction_id", "prediction",
+                                    "probability_0", "probability_1", "model", "version",
+                                    "predicted_at"]
+    assert result["prediction"].tolist() == cancer_pipeline.predict(x.head(25)).tolist()
+    assert np.allclose(result["probability_1"],
+                       cancer_pipeline.predict_proba(x.head(25))[:, 1])
+    ids = result["prediction_id"].tolist()
+    assert ids[3] == f"{ids[0][:-2]}-3" and len(ids[0]) == 34  # P-<row>, P 32 hex
+
+
+def test_predict_rejects_only_the_row_with_a_bad_cell(
+    tmp_path: Path, modelport_home: Path, churn_bundle: Path, cancer_pipeline: Any,
+    cancer_frame: tuple[pd.DataFrame, pd.Series], capsys: pytest.CaptureFixture[str],
+) -> None:
+    x, _ = cancer_frame
+    sample = x.head(20).astype(object)
+    column = sample.columns[1]
+    sample.iloc[17, 1] = "abc"
+    sample.to_csv(tmp_path / "x.csv", index=False)
+    assert main(["models", "register", str(churn_bundle)]) == 0
+    capsys.readouterr()
+    assert main(["predict", "churn", "-i", str(tmp_path / "x.csv")]) == 0
+    out, err = capsys.readouterr()
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert len(printed) == 19
+    good = x.head(20).drop(index=x.index[17])
+    assert [p["prediction"] for p in printed] == cancer_pipeline.predict(good).tolist()
+    assert err.strip() == f"rejected row 17: column {column!r}: 'abc' is not a number (float64)"
+    sample.iloc[:, 1] = "abc"  # every row bad: a failure, not an empty answer
+    sample.to_csv(tmp_path / "x.csv", index=False)
+    assert main(["predict", "churn", "-i", str(tmp_path / "x.csv")]) == 3
+    assert "all 20 rows were rejected" in capsys.readouterr().err
 
 
 def test_models_list_show_tag_archive_audit_json(
@@ -130,7 +162,7 @@ BAD_COMMANDS: list[tuple[list[str], int, str]] = [
     (["alias", "rm", "churn", "nope"], 4, "nope"),
     (["predict", "churn", "--input", "/no/such.csv"], 2, "does not exist"),
     (["predict", "churn", "--input", "{tmp}/bad.txt"], 2, "unsupported input format"),
-    (["predict", "churn", "--input", "{tmp}/wrong.csv"], 3, "missing column"),
+    (["predict", "churn", "--input", "{tmp}/wrong.csv"], 3, "no column"),
     (["predict", "churn", "--input", "{tmp}/garbage.parquet"], 3, "cannot read"),
     (["predict", "churn", "--input", "{tmp}/wrong.csv", "--keep", "zzz"], 3, "zzz"),
     (["predict", "ghost", "--input", "{tmp}/wrong.csv"], 4, "ghost"),
@@ -217,7 +249,7 @@ def test_quickstart_ends_with_a_served_model_and_a_curl_line_that_works(
             answer = response.json()
             expected = cancer_pipeline.predict(pd.DataFrame([json.loads(body)]))[0]
             assert answer["model"] == "breast-cancer" and answer["version"] == 1
-            assert answer["prediction"]["label"] == expected
+            assert answer["prediction"] == expected
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0, log.read_text()
