@@ -287,21 +287,45 @@ def _numeric_drift(name: str, ref: NumericReference, values: Array,
                             missing_share,
                             note=f"{ok.size} rows with values; a verdict needs "
                                  f"{limits.min_samples}")
-    counts = np.bincount(np.searchsorted(ref.edges, ok, side="right"),
-                         minlength=ref.edges.size + 1)
+    ok.sort()
+    counts = np.diff(np.searchsorted(ok, ref.edges, side="right"), prepend=0, append=ok.size)
     psi = _psi(ref.proportions, counts / ok.size)
-    ks = stats.ks_2samp(ref.sorted_values, ok)
-    wasserstein = float(stats.wasserstein_distance(ref.sorted_values, ok))
+    ks_statistic, wasserstein = _cdf_walk(ref.sorted_values, ok)
+    ks_p = _ks_p_value(ref.sorted_values, ok, ks_statistic)
     normed = wasserstein / max(ref.std, 1e-3)  # Evidently's floor for a constant reference
     out_of_range = float(np.mean((ok < ref.min) | (ok > ref.max)))
     method = _choose(limits, int(ok.size), "numeric")
-    value, threshold, drifted = _verdict(method, limits, psi=psi, p_ks=float(ks.pvalue),
-                                         normed=normed)
+    value, threshold, drifted = _verdict(method, limits, psi=psi, p_ks=ks_p, normed=normed)
     return FeatureDrift(
         name, "numeric", int(ok.size), method, value, threshold, drifted, psi, missing_share,
-        out_of_range_share=out_of_range, ks_statistic=float(ks.statistic),
-        ks_p_value=float(ks.pvalue), wasserstein=wasserstein, wasserstein_normed=normed,
+        out_of_range_share=out_of_range, ks_statistic=ks_statistic, ks_p_value=ks_p,
+        wasserstein=wasserstein, wasserstein_normed=normed,
     )
+
+
+def _cdf_walk(ref: Array, cur: Array) -> tuple[float, float]:
+    """The KS statistic and the Wasserstein-1 distance of two sorted samples, in one pass.
+
+    The same empirical-CDF walk as SciPy's ``ks_2samp`` and ``wasserstein_distance``, over a
+    reference sorted once: SciPy's functions would sort both samples again for each statistic,
+    which made a window of 30 features cost a second (measured; see benchmarks/drift.py).
+    """
+    merged = np.concatenate((ref, cur))
+    merged.sort(kind="mergesort")  # two sorted runs: a linear merge
+    diff = ref.searchsorted(merged, "right") / ref.size
+    diff -= cur.searchsorted(merged, "right") / cur.size
+    statistic = max(float(np.clip(-diff.min(), 0, 1)), float(diff.max()))
+    distance = float(np.sum(np.abs(diff[:-1]) * np.diff(merged)))
+    return statistic, distance
+
+
+def _ks_p_value(ref: Array, cur: Array, statistic: float) -> float:
+    """SciPy's two-sided p-value: exact for small samples (its own call), else Smirnov's
+    asymptotic distribution exactly as ``ks_2samp(method="auto")`` computes it."""
+    if max(ref.size, cur.size) <= 10_000:
+        return float(stats.ks_2samp(ref, cur).pvalue)
+    m, n = sorted((float(ref.size), float(cur.size)), reverse=True)
+    return float(np.clip(stats.kstwo.sf(statistic, np.round(m * n / (m + n))), 0, 1))
 
 
 def _categorical_drift(name: str, ref: CategoricalReference, values: Array,
