@@ -29,6 +29,8 @@ COMMAND_MODULES = [
     "modelport.cli.serve",
     "modelport.cli.batch",
     "modelport.cli.stream",
+    "modelport.cli.endpoint",
+    "modelport.cli.validate",
     "modelport.cli.export",
     "modelport.cli.package",
 ]

@@ -237,7 +237,13 @@ class EndpointStore:
             spec = EndpointSpec.from_dict(data)
             restart = (spec.policy != e.spec.policy or spec.candidate != e.spec.candidate
                        or spec.primary != e.spec.primary)
-            return spec, (initial_state(spec, self._clock()) if restart else e.state)
+            if restart:
+                return spec, initial_state(spec, self._clock())
+            state = e.state
+            if spec.policy == "canary" and state.status == "running":
+                step = min(state.step, len(spec.canary.steps) - 1)  # new steps: same position
+                state = state.with_(step=step, weight=spec.canary.steps[step])
+            return spec, state
 
         return self.update(name, change, action="set", details={"changes": dict(changes)},
                            expected_revision=expected_revision, actor=actor, dry_run=dry_run)
