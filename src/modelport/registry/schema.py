@@ -136,6 +136,42 @@ api_keys = sa.Table(
     sa.Column("limits", sa.JSON, nullable=False),
 )
 
+#: The monitor's configuration (migration 4): the applied rules document, one row per revision.
+monitor_config = sa.Table(
+    "modelport_monitor_config",
+    metadata,
+    sa.Column("revision", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("applied_by", sa.String(256), nullable=False),
+)
+
+#: The state of each rule's alert, kept between evaluations and processes.
+monitor_alerts = sa.Table(
+    "modelport_monitor_alerts",
+    metadata,
+    sa.Column("rule", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("since", sa.Float, nullable=True),
+    sa.Column("fired_at", sa.Float, nullable=True),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("evaluated_at", sa.Float, nullable=False),
+)
+
+#: Every evaluation, notification and retraining run of the monitor.
+monitor_history = sa.Table(
+    "modelport_monitor_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("rule", sa.String(128), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Index("ix_modelport_monitor_history_at", "at"),
+)
+
 schema_versions = sa.Table(
     "modelport_schema",
     sa.MetaData(),
@@ -167,10 +203,16 @@ def _add_api_keys(conn: Connection) -> None:
     api_keys.create(conn, checkfirst=True)
 
 
+def _add_monitor(conn: Connection) -> None:
+    for table in (monitor_config, monitor_alerts, monitor_history):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "models, versions, aliases, audit, state", _create_baseline),
     Migration(2, "rollout endpoints, endpoint statistics, bandit arms", _create_endpoints),
     Migration(3, "API keys of the serving edge (hashed)", _add_api_keys),
+    Migration(4, "monitor configuration, alert states and history", _add_monitor),
 )
 LATEST_SCHEMA = MIGRATIONS[-1].version
 
