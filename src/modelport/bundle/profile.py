@@ -2,6 +2,10 @@
 
 Numeric columns: row count, missing count, mean, std, min/max, deciles and a 20-bin histogram.
 Other columns: the most frequent categories with their frequencies (top 50, the rest summed).
+
+Beside the profile, ``write_reference`` keeps a sample of the rows themselves
+(``reference.parquet``, at most ``SAMPLE_ROWS``, an even thinning): the drift monitor compares
+windows of traffic with it (KS and Wasserstein need the values, not a histogram).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from modelport.bundle.signature import Signature
 
 BINS = 20
 TOP_CATEGORIES = 50
+#: the reference sample's file name in a bundle, and its largest size in rows
+SAMPLE_FILE = "reference.parquet"
+SAMPLE_ROWS = 100_000
 
 
 def profile_columns(columns: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +46,24 @@ def profile_columns(columns: dict[str, Any]) -> dict[str, Any]:
 def profile_data(data: Any, signature: Signature) -> dict[str, Any]:
     batch = signature.coerce(data)
     return profile_columns(batch.columns)
+
+
+def write_reference(data: Any, signature: Signature, directory: Path) -> str:
+    """Write the profile (``reference.json``) and the row sample (``reference.parquet``);
+    returns the profile's file name for the manifest."""
+    import pyarrow.parquet as pq
+
+    from modelport.core.arrow import batch_to_table
+
+    batch = signature.coerce(data)
+    write_profile(profile_columns(batch.columns), directory / "reference.json")
+    if batch.n_rows > SAMPLE_ROWS:
+        rows = np.linspace(0, batch.n_rows - 1, SAMPLE_ROWS).round().astype(np.int64)
+        table = batch_to_table(batch).take(rows)
+    else:
+        table = batch_to_table(batch)
+    pq.write_table(table, directory / SAMPLE_FILE)
+    return "reference.json"
 
 
 def _numeric(arr: np.ndarray[Any, Any]) -> dict[str, Any]:

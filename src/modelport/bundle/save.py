@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from modelport.bundle.accelerated import attach
 from modelport.bundle.hashing import hash_tree
 from modelport.bundle.manifest import Manifest
-from modelport.bundle.profile import profile_data, write_profile
+from modelport.bundle.profile import write_reference
 from modelport.bundle.signature import ColumnSpec, Signature
 from modelport.core.arrow import batch_to_table
 from modelport.errors import ConflictError, InvalidInputError, InvalidReferenceError
@@ -90,7 +90,8 @@ def save(
     target = Path(path)
     occupied = any(target.iterdir()) if target.is_dir() else target.exists()
     if occupied and not overwrite:
-        raise ConflictError(f"{target} already exists; pass overwrite=True to replace it")
+        raise ConflictError(f"{target} already exists; choose another path, or replace it "
+                            "('modelport import-mlflow --overwrite'; Python: overwrite=True)")
     flv = flavor_for(model, flavor)
     description = flv.describe(model)
     sig = _nullable(_signature(flv, model, signature, example), nullable,
@@ -126,8 +127,7 @@ def save(
         if accelerate:
             attach(tmp, manifest, trusted=trusted)
         if reference is not None:
-            write_profile(profile_data(reference, sig), tmp / "reference.json")
-            manifest.reference = "reference.json"
+            manifest.reference = write_reference(reference, sig, tmp)
         manifest.files = hash_tree(tmp)
         manifest.write(tmp)
         if target.exists():
