@@ -1,4 +1,5 @@
-"""Import an MLflow model directory as a modelport bundle, without MLflow installed.
+"""Import an MLflow model directory as a modelport bundle (MLflow itself is needed only for
+models that exist only as MLflow ``pyfunc`` models).
 
 An MLflow model is a directory with an ``MLmodel`` YAML file naming its flavors and artifacts::
 
@@ -14,8 +15,18 @@ An MLflow model is a directory with an ``MLmodel`` YAML file naming its flavors 
 ``import_mlflow`` reads the ``sklearn``, ``xgboost``, ``lightgbm`` or ``onnx`` flavor's artifact
 directly, turns MLflow's signature (column or tensor specs) into a modelport signature, keeps the
 input example as the bundle's example rows, and writes the bundle with ``modelport.save`` so its
-hashes and manifest are those of any other bundle. Pickled artifacts (scikit-learn with
-``pickle`` / ``cloudpickle``, LightGBM scikit-learn models) are read only with ``trusted=True``.
+hashes and manifest are those of any other bundle.
+
+Each flavor's ``serialization_format`` decides how its file is read: ``skops`` (what MLflow 3
+writes for scikit-learn and for LightGBM's scikit-learn API models) is read with skops, admitting
+only the framework's own types, NumPy and SciPy unless ``trusted=True``; ``pickle`` /
+``cloudpickle`` files are read only with ``trusted=True``.
+
+A model with only the ``python_function`` flavor (a custom ``mlflow.pyfunc.PythonModel``, or a
+framework modelport does not read) is imported when ``mlflow`` is installed: the MLflow model
+directory is kept inside the bundle and loaded by MLflow's own loader
+(:class:`~modelport.flavors.mlflow_pyfunc.MLflowPyfuncModel`), with MLflow's signature. Such
+models are cloudpickled code, so importing and loading them needs ``trusted=True``.
 """
 
 from __future__ import annotations
@@ -36,11 +47,15 @@ from modelport.errors import (
     UnsupportedModelError,
     UntrustedArtifactError,
 )
-from modelport.flavors.base import require
+from modelport.flavors.base import load_skops, require
+from modelport.flavors.sklearn import SAFE_PREFIXES as SKLEARN_SAFE
 
 MLMODEL = "MLmodel"
+PYFUNC = "python_function"
 #: MLflow flavors this importer reads, in order of preference.
 FLAVORS = ("sklearn", "xgboost", "lightgbm", "onnx")
+#: types a LightGBM scikit-learn model's skops file may rebuild without trusted=True
+LIGHTGBM_SAFE = (*SKLEARN_SAFE, "lightgbm.basic.Booster", "lightgbm.sklearn.")
 #: MLflow column types → modelport dtypes.
 COLUMN_TYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32",
                 "string": "string", "boolean": "bool"}
@@ -64,15 +79,23 @@ def import_mlflow(
     config = read_mlmodel(source)
     flavors = config.get("flavors") or {}
     flavor = next((f for f in FLAVORS if f in flavors), None)
-    if flavor is None:
+    if flavor is None and PYFUNC in flavors:
+        model: Any = _pyfunc_model(source, sorted(flavors), trusted=trusted)
+        flavor = PYFUNC
+    elif flavor is None:
         raise UnsupportedModelError(
             f"this MLflow model has flavors {sorted(flavors)}; modelport imports "
-            f"{', '.join(FLAVORS)} models. Save the model with one of those MLflow flavors"
+            f"{', '.join(FLAVORS)} models, and {PYFUNC} models when mlflow is installed. Save "
+            "the model with one of those MLflow flavors"
         )
-    conf = flavors[flavor] or {}
-    model = _load_native(flavor, conf, source, trusted=trusted)
+    else:
+        model = _load_native(flavor, flavors[flavor] or {}, source, trusted=trusted)
     signature = signature_from_mlflow(config.get("signature"))
     example = read_input_example(source, config.get("saved_input_example_info"), signature)
+    if flavor == PYFUNC and signature is None:
+        raise InvalidInputError(
+            "this MLflow pyfunc model has no signature, so its inputs are unknown; log it again "
+            "with signature= (or input_example=, from which MLflow infers one)")
     if signature is None and example is None and flavor != "onnx":
         raise InvalidInputError(
             "this MLflow model has neither a signature nor an input example, so its inputs are "
@@ -127,6 +150,40 @@ def _refuse_pickle(what: str, fmt: str) -> UntrustedArtifactError:
     )
 
 
+def _pyfunc_model(source: Path, flavors: list[str], *, trusted: bool) -> Any:
+    from modelport.flavors.mlflow_pyfunc import MLflowPyfuncModel, mlflow_installed
+
+    if not mlflow_installed():
+        raise UnsupportedModelError(
+            f"this MLflow model has flavors {flavors}; modelport reads {', '.join(FLAVORS)} "
+            f"models itself, and other {PYFUNC} models through MLflow, which is not installed: "
+            "run pip install mlflow, then import again")
+    if not trusted:
+        raise UntrustedArtifactError(
+            "this MLflow model is imported as an MLflow pyfunc model, which MLflow loads by "
+            "unpickling Python code; import it with --trusted only if you trust its source")
+    return MLflowPyfuncModel(source)
+
+
+def _read_serialized(path: Path, fmt: str, *, what: str, safe: tuple[str, ...],
+                     trusted: bool) -> Any:
+    """Read a file written with MLflow's ``serialization_format`` ``fmt``."""
+    if fmt == "skops":
+        return load_skops(path, is_safe=lambda t: t.startswith(safe), trusted=trusted,
+                          allowed=f"{what}/NumPy/SciPy", framework=what)
+    if fmt not in ("pickle", "cloudpickle"):
+        raise UnsupportedModelError(
+            f"unknown MLflow {what} serialization_format {fmt!r}; modelport reads skops, "
+            "pickle and cloudpickle")
+    if not trusted:
+        raise _refuse_pickle(what, fmt)
+    try:
+        return _unpickle(path, fmt)
+    except Exception as exc:  # a truncated file, or classes missing here
+        raise ModelLoadError(f"the {fmt} file of this MLflow {what} model could not be read: "
+                             f"{exc}") from None
+
+
 def _unpickle(path: Path, fmt: str) -> Any:
     with path.open("rb") as fh:
         if fmt == "cloudpickle":
@@ -142,28 +199,8 @@ def _load_native(flavor: str, conf: dict[str, Any], directory: Path, *, trusted:
     if flavor == "sklearn":
         path = _artifact(directory, conf, "pickled_model")
         fmt = str(conf.get("serialization_format", "cloudpickle"))
-        if fmt == "skops":
-            import skops.io
-
-            from modelport.flavors.sklearn import SAFE_PREFIXES
-
-            types = skops.io.get_untrusted_types(file=path)
-            unsafe = [t for t in types if not t.startswith(SAFE_PREFIXES)]
-            if unsafe and not trusted:
-                raise UntrustedArtifactError(
-                    f"this MLflow model contains types outside scikit-learn/NumPy/SciPy "
-                    f"({unsafe[:3]}); import it with trusted=True (CLI: --trusted) only if you "
-                    "trust its source"
-                )
-            try:
-                return skops.io.load(path, trusted=types)
-            except Exception as exc:
-                raise ModelLoadError(f"the skops file could not be read: {exc}") from None
-        if fmt not in ("pickle", "cloudpickle"):
-            raise UnsupportedModelError(f"unknown MLflow sklearn serialization_format {fmt!r}")
-        if not trusted:
-            raise _refuse_pickle("scikit-learn", fmt)
-        return _unpickle(path, fmt)
+        return _read_serialized(path, fmt, what="scikit-learn", safe=SKLEARN_SAFE,
+                                trusted=trusted)
     if flavor == "xgboost":
         xgb = require("xgboost", "xgboost")
         path = _artifact(directory, conf, "data")
@@ -190,9 +227,9 @@ def _load_native(flavor: str, conf: dict[str, Any], directory: Path, *, trusted:
                 return lgb.Booster(model_file=str(path))
             except lgb.basic.LightGBMError as exc:
                 raise ModelLoadError(f"LightGBM could not read {path.name}: {exc}") from None
-        if not trusted:
-            raise _refuse_pickle("LightGBM", "cloudpickle")
-        return _unpickle(path, "cloudpickle")
+        # the scikit-learn API (LGBMClassifier, ...): skops from MLflow 3 on, cloudpickle before
+        fmt = str(conf.get("serialization_format", "cloudpickle"))
+        return _read_serialized(path, fmt, what="LightGBM", safe=LIGHTGBM_SAFE, trusted=trusted)
     path = _artifact(directory, conf, "data")
     return path.read_bytes()
 

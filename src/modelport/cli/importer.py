@@ -11,14 +11,18 @@ from modelport.cli.common import emit, existing_file, registry_from, settings_fr
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("import-mlflow",
-                       help="convert an MLflow model directory (sklearn/xgboost/lightgbm/onnx)")
+                       help="convert an MLflow model directory (sklearn/xgboost/lightgbm/onnx, "
+                            "or pyfunc when mlflow is installed)")
     p.add_argument("directory", help="MLflow model directory (contains an MLmodel file)")
     p.add_argument("--name", help="model name (default: the directory's name)")
     p.add_argument("--output", "-o", metavar="DIR",
                    help="where to write the bundle (default: under MODELPORT_HOME/bundles)")
     p.add_argument("--register", action="store_true", help="also register it as a new version")
     p.add_argument("--trusted", action="store_true",
-                   help="allow reading pickled (cloudpickle/pickle) sklearn models")
+                   help="allow reading pickled (cloudpickle/pickle) models and MLflow pyfunc "
+                        "models, which run code when loaded")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the bundle directory if it exists")
     p.set_defaults(func=_import)
 
 
@@ -28,7 +32,8 @@ def _import(args: argparse.Namespace) -> int:
 
     name = args.name or source.resolve().name
     dest = Path(args.output) if args.output else settings_from(args).home / "bundles" / name
-    bundle = import_mlflow(source, dest, name=name, trusted=args.trusted)
+    bundle = import_mlflow(source, dest, name=name, trusted=args.trusted,
+                           overwrite=args.overwrite)
     info: dict[str, Any] = {"bundle": str(bundle), "name": name}
     text = f"wrote bundle {bundle}"
     if args.register:

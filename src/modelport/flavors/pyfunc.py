@@ -14,6 +14,10 @@ the class sets ``input_type = "batch"``. It may return an array or list (one val
 DataFrame (one output per column) or a dict of arrays; ``label`` / ``probabilities`` keys are
 understood. A ``learn(self, batch, targets)`` method makes the model an online learner.
 
+A class that sets ``requires_trust = True`` (its ``load`` runs code from the artifacts, as
+:class:`~modelport.flavors.mlflow_pyfunc.MLflowPyfuncModel` does through MLflow's unpickling)
+is recorded as such, and its bundles load only with ``trusted=True``.
+
 >>> class SumModel:
 ...     def load(self, path): pass
 ...     def predict(self, frame): return frame.sum(axis=1)
@@ -34,7 +38,12 @@ import numpy as np
 
 from modelport.bundle.signature import Signature, Task
 from modelport.core.batch import Array, Batch, Result
-from modelport.errors import ModelLoadError, PredictionError, UnsupportedModelError
+from modelport.errors import (
+    ModelLoadError,
+    PredictionError,
+    UnsupportedModelError,
+    UntrustedArtifactError,
+)
 from modelport.flavors.base import Description, Flavor, Predictor, comes_from, version_of
 
 _FRAMEWORKS = ("sklearn", "xgboost", "lightgbm", "river", "torch", "onnx", "onnxruntime")
@@ -150,6 +159,8 @@ class PyfuncFlavor(Flavor):
     def save(self, model: Any, directory: Path, *, signature: Signature,
              trusted: bool) -> dict[str, Any]:
         info: dict[str, Any] = {"python_class": class_path(model), "artifacts": ARTIFACTS}
+        if getattr(model, "requires_trust", False) is True:
+            info["requires_trust"] = True
         target = directory / ARTIFACTS
         source = getattr(model, "artifacts", None)
         if isinstance(source, str | Path) and Path(source).is_dir():
@@ -162,6 +173,11 @@ class PyfuncFlavor(Flavor):
 
     def load(self, directory: Path, info: dict[str, Any], signature: Signature, *,
              trusted: bool) -> Predictor:
+        if info.get("requires_trust") and not trusted:
+            raise UntrustedArtifactError(
+                f"the pyfunc model {info['python_class']!r} runs code from its artifacts when "
+                "loaded (an MLflow pyfunc model is cloudpickled); load or serve it with "
+                "--trusted only if you trust its source")
         cls = import_class(str(info["python_class"]))
         try:
             model = cls()

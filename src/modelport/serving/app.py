@@ -30,7 +30,14 @@ import modelport
 from modelport.core.concurrency import run_sync
 from modelport.core.runner import Runner, new_id
 from modelport.core.service import InferenceService, Reload
-from modelport.errors import InvalidInputError, ModelportError, NotFoundError, OverloadedError
+from modelport.errors import (
+    InvalidInputError,
+    ModelLoadError,
+    ModelportError,
+    NotFoundError,
+    OverloadedError,
+    PredictionError,
+)
 from modelport.registry.refs import parse_ref
 from modelport.serving import mlflow, openapi, records, triton, v1, v2
 from modelport.serving.access import PRINCIPAL_KEY, AccessControl, actor_of, principal_of
@@ -95,7 +102,7 @@ class ServingApp:
             self.service.runner(text)
         except ModelportError as exc:
             self.metrics.load_failed(parsed.name)
-            self.load_errors[text] = str(exc)
+            self.load_errors[text] = _public_reason(exc)
             raise
         self.load_errors.pop(text, None)
         name = parsed.name
@@ -188,6 +195,60 @@ class ServingApp:
             await asyncio.sleep(interval)
             self.loop_lag_ms = max(0.0, (loop.time() - start - interval) * 1000.0)
 
+    # ---------------------------------------------------------------- access
+    async def audit(self, scope: dict[str, Any], action: str, *, name: str | None = None,
+                    details: dict[str, Any] | None = None) -> None:
+        """Write an admin action to the registry's audit log with the caller's key name
+        (``key:<name>``; ``anonymous`` without authentication). Failures are logged only."""
+        actor = actor_of(principal_of(scope))
+        entry = {"name": name, "path": scope.get("path"), **(details or {})}
+        log.info("admin action %s by %s: %s", action, actor, entry)
+        try:
+            await run_sync(None, lambda: self.service.registry.record_audit(
+                action, entry, actor=actor))
+        except Exception as exc:  # the action happened; losing its audit row must be loud
+            log.error("writing the audit log entry for %s by %s failed: %s", action, actor, exc)
+
+    async def _refresh_keys(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.auth.refresh_s)
+            try:
+                await run_sync(None, self.access.refresh)
+            except Exception as exc:  # keep the keys we have
+                log.warning("re-reading API keys failed (the previous keys stay): %s", exc)
+
+    async def _cors(self, scope: dict[str, Any], send: Any) -> Any:
+        """Answer a CORS preflight (returns None), or wrap ``send`` to add the CORS headers."""
+        cors = self.config.cors
+        origin = header(scope, b"origin")
+        if origin is None:
+            return send
+        allowed = origin.decode("latin-1") in cors.allow_origins or "*" in cors.allow_origins
+        if scope["method"] == "OPTIONS" and header(scope, b"access-control-request-method"):
+            headers: Headers = [(b"vary", b"origin")]
+            if allowed:
+                methods = self.access.routes.allowed_methods(scope["path"]) or ["GET", "POST"]
+                headers += [
+                    (b"access-control-allow-origin", origin),
+                    (b"access-control-allow-methods", ", ".join(methods).encode()),
+                    (b"access-control-allow-headers", ", ".join(cors.allow_headers).encode()),
+                    (b"access-control-max-age", str(cors.max_age_s).encode()),
+                ]
+            await _respond(send, 204 if allowed else 403, b"", headers)
+            return None
+        if not allowed:
+            return send
+        extra = [(b"access-control-allow-origin", origin), (b"vary", b"origin"),
+                 (b"access-control-expose-headers", b"x-request-id, x-prediction-id, "
+                  b"retry-after, www-authenticate")]
+
+        async def send_with_cors(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=[*message.get("headers", ()), *extra])
+            await send(message)
+
+        return send_with_cors
+
     # ---------------------------------------------------------------- hot reload
     async def _poll(self) -> None:
         interval = self.config.poll_interval_s
@@ -207,7 +268,9 @@ class ServingApp:
                 log.info("hot reload: %s now serves version %s (was %s)", change.ref,
                          change.new_version, change.old_version)
             else:
-                self.load_errors[change.ref] = change.error or "unknown error"
+                self.load_errors[change.ref] = (
+                    f"hot reload to version {change.new_version} failed; the server log has "
+                    "the details") if change.private else (change.error or "unknown error")
                 self.metrics.load_failed(parse_ref(change.ref).name)
                 log.error("hot reload of %s to version %s failed; version %s keeps serving: %s",
                           change.ref, change.new_version, change.old_version, change.error)
@@ -267,8 +330,13 @@ class ServingApp:
             await self._predict(scope, receive, send, method, "simple", parts[1], None)
             return
         elif head == "invocations" and n == 1:
-            await self._predict(scope, receive, send, method, "mlflow",
-                                self._invocations_model(scope), None)
+            try:
+                name = self._invocations_model(scope)
+            except InvalidInputError as exc:
+                status, payload, headers = self._error("mlflow", exc, _request_id(scope))
+                await _respond(send, status, payload, headers)
+                return
+            await self._predict(scope, receive, send, method, "mlflow", name, None)
             return
         elif path == "/":  # KServe V1 liveness
             await self._get(send, method, lambda: {"status": "alive"}, "v1")
@@ -283,7 +351,10 @@ class ServingApp:
             await self._metrics(send, method)
             return
         elif n == 1 and head in ("docs", "openapi.json"):
-            await self._docs(send, method, head)
+            await self._docs(send, method, head, scope.get("root_path", ""))
+            return
+        elif n == 3 and head == "docs" and parts[1] == "assets":
+            await self._docs_asset(send, method, parts[2])
             return
         for prefix, app in self._mounts:
             if path == prefix or path.startswith(prefix + "/"):
@@ -389,6 +460,9 @@ class ServingApp:
             message = str(exc)
             if status >= 500 and status not in (503, 504):
                 log.error("request failed: %s", message, extra={"request_id": rid})
+            if isinstance(exc, _PRIVATE_ERRORS):  # the model's own words may carry internals
+                message = (f"the model failed on this request; the server log has the details "
+                           f"(request id {rid})")
         else:
             log.exception("unexpected error", extra={"request_id": rid})
             message = f"internal error; quote request id {rid} when reporting it"
@@ -467,7 +541,17 @@ class ServingApp:
         body = await run_sync(None, self.metrics.render)
         await _respond(send, 200, body, [(b"content-type", CONTENT_TYPE.encode())])
 
-    async def _docs(self, send: Any, method: str, which: str) -> None:
+    async def _docs_asset(self, send: Any, method: str, name: str) -> None:
+        """Swagger UI's files, shipped in the package (the docs work offline)."""
+        found = openapi.asset(name)
+        if found is None or method not in ("GET", "HEAD"):
+            await _respond(send, 404, orjson.dumps({"error": f"no docs asset {name!r}"}), _JSON)
+            return
+        body, content_type = found
+        await _respond(send, 200, body, [(b"content-type", content_type.encode()),
+                                         (b"cache-control", b"public, max-age=86400")])
+
+    async def _docs(self, send: Any, method: str, which: str, root_path: str = "") -> None:
         models = {}
         for name in self.served:
             try:
@@ -478,7 +562,7 @@ class ServingApp:
         if which == "openapi.json":
             await _respond(send, 200, orjson.dumps(document), _JSON)
         else:
-            await _respond(send, 200, openapi.page(document).encode(),
+            await _respond(send, 200, openapi.page(document, root_path + "/").encode(),
                            [(b"content-type", b"text/html; charset=utf-8")])
 
     # ---------------------------------------------------------------- repository extension
@@ -496,6 +580,7 @@ class ServingApp:
                     await run_sync(None, self.add_model, rest[1])
                 else:
                     self._unload(rest[1])
+                await self.audit(scope, f"serve.{rest[2]}", name=rest[1])
                 payload = {}
             else:
                 raise NotFoundError(f"no route {scope['path']}")
@@ -538,6 +623,16 @@ class _MethodNotAllowed(ModelportError):
     pass
 
 
+#: errors whose message comes from the model or its framework: never sent to the caller
+_PRIVATE_ERRORS = (ModelLoadError, PredictionError)
+
+
+def _public_reason(exc: ModelportError) -> str:
+    if isinstance(exc, _PRIVATE_ERRORS):
+        return "the model failed to load; the server log has the details"
+    return str(exc)
+
+
 def create_app(service: InferenceService, config: ServeConfig | None = None, *,
                metrics: ServingMetrics | None = None,
                metrics_registry: CollectorRegistry | None = None) -> ServingApp:
@@ -552,7 +647,11 @@ def create_app(service: InferenceService, config: ServeConfig | None = None, *,
                                  multiproc_dir=multiprocess_enabled())
     service.on_batch = metrics.observe_batch
     service.events.subscribe(metrics.observe_event, inline=True)  # a counter: microseconds
-    return ServingApp(service, config, metrics)
+    app = ServingApp(service, config, metrics)
+    if config.auth.is_on:
+        engine = None if config.auth.keys_file else service.registry.engine
+        app.access = AccessControl.from_config(config.auth, engine=engine)
+    return app
 
 
 # -------------------------------------------------------------------- helpers

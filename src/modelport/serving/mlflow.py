@@ -4,6 +4,10 @@ JSON bodies name their layout with one key: ``dataframe_split`` (``columns`` + `
 ``dataframe_records`` (a list of objects), ``instances`` (rows) or ``inputs`` (rows or columns);
 ``params`` is accepted and ignored. ``text/csv`` bodies carry a header line and one row per line,
 read into the signature's types. The answer is ``{"predictions": [...]}``.
+
+As with MLflow's pyfunc, columns the model's signature does not name are ignored here, whatever
+``--extra-columns`` says for the other routes: MLflow clients send ids and other columns along,
+and ``DataFrame.to_csv()`` writes the pandas index as a first column with an empty name.
 """
 
 from __future__ import annotations
@@ -15,16 +19,18 @@ from typing import Any
 import orjson
 
 from modelport.bundle.model import Model
-from modelport.bundle.signature import ColumnSpec
+from modelport.bundle.signature import ColumnSpec, ExtraColumns
 from modelport.core.batch import Batch, Result
 from modelport.errors import InvalidInputError
 
 LAYOUTS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+#: what MLflow's pyfunc does with columns its signature does not name
+EXTRA: ExtraColumns = "ignore"
 
 
 def decode(body: bytes, content_type: str, model: Model) -> Batch:
     if content_type.startswith("text/csv"):
-        return model.coerce(_csv_columns(body, model))
+        return model.coerce(_csv_columns(body, model), extra=EXTRA)
     if content_type and not content_type.startswith("application/json"):
         raise InvalidInputError(
             f"unsupported content type {content_type!r}; send application/json or text/csv")
@@ -50,8 +56,9 @@ def decode(body: bytes, content_type: str, model: Model) -> Batch:
             raise InvalidInputError(
                 f"each row of 'dataframe_split.data' must have {len(columns)} values "
                 f"({columns})", field="dataframe_split")
-        return model.coerce({str(c): [r[j] for r in rows] for j, c in enumerate(columns)})
-    return model.coerce(data)
+        return model.coerce({str(c): [r[j] for r in rows] for j, c in enumerate(columns)},
+                            extra=EXTRA)
+    return model.coerce(data, extra=EXTRA)
 
 
 def _csv_columns(body: bytes, model: Model) -> dict[str, list[Any]]:

@@ -1,8 +1,19 @@
-"""The OpenAPI document of a running server, with each served model's input schema."""
+"""The OpenAPI document of a running server, with each served model's input schema, and the
+``/docs`` page.
+
+Each model's request bodies carry its bundle's example rows (``modelport.save(example=...)``) as
+request examples, in the layout of each route, so "Try it out" in ``/docs`` sends a valid request.
+The page loads Swagger UI from the package itself (``modelport/web/static/swagger``, served at
+``/docs/assets/``), never from a CDN, so the docs work offline.
+"""
 
 from __future__ import annotations
 
 import html
+import logging
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -10,6 +21,17 @@ import orjson
 import modelport
 from modelport.bundle.model import Model
 from modelport.bundle.signature import ColumnSpec
+
+log = logging.getLogger("modelport.serving")
+
+#: rows of a bundle's example shown as a request example
+EXAMPLE_ROWS = 2
+#: the Swagger UI files served at /docs/assets/ and their content types
+ASSETS = {
+    "swagger-ui-bundle.js": "application/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
 
 _TYPES: dict[str, dict[str, Any]] = {"string": {"type": "string"}, "bool": {"type": "boolean"}}
 
@@ -55,16 +77,18 @@ def document(models: dict[str, Model]) -> dict[str, Any]:
         schemas[key] = record_schema(model)
         ref = {"$ref": f"#/components/schemas/{key}"}
         tags = [name]
+        rows = example_rows(model)
+        examples = _examples(model, rows) if rows else {}
         paths[f"/predict/{name}"] = {"post": {
             "tags": tags, "summary": f"Predict with {name} (version {model.version})",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "oneOf": [ref, {"type": "array", "items": ref}]}}}},
+                "oneOf": [ref, {"type": "array", "items": ref}]}, **examples.get("simple", {})}}},
             "responses": {"200": {"description": "labels, probabilities, version, prediction id"},
                           "400": error, "503": error}}}
         paths[f"/v2/models/{name}/infer"] = {"post": {
             "tags": tags, "summary": "Open Inference Protocol V2 inference",
             "requestBody": {"required": True, "content": {"application/json": {
-                "schema": _v2_request()}}},
+                "schema": _v2_request(), **examples.get("v2", {})}}},
             "responses": {"200": {"description": "output tensors"}, "400": error}}}
         paths[f"/v2/models/{name}"] = {"get": {"tags": tags, "summary": "V2 model metadata",
                                                "responses": {"200": {"description": "metadata"}}}}
@@ -72,11 +96,17 @@ def document(models: dict[str, Model]) -> dict[str, Any]:
             "tags": tags, "summary": "KServe V1 predict",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "properties": {
-                    "instances": {"type": "array", "items": ref}}}}}},
+                    "instances": {"type": "array", "items": ref}}},
+                **examples.get("v1", {})}}},
             "responses": {"200": {"description": "predictions"}, "400": error}}}
     paths["/invocations"] = {"post": {
         "tags": ["mlflow"], "summary": "MLflow scoring (dataframe_split, dataframe_records, "
         "instances, inputs, text/csv)", "responses": {"200": {"description": "predictions"}}}}
+    mlflow_examples = {name: {"summary": f"{name}: example rows", "value": _dataframe_split(rows)}
+                       for name, model in models.items() if (rows := example_rows(model))}
+    if mlflow_examples:
+        paths["/invocations"]["post"]["requestBody"] = {"content": {"application/json": {
+            "schema": {"type": "object"}, "examples": mlflow_examples}}}
     for path, summary in [("/v2/health/live", "liveness"), ("/v2/health/ready", "readiness"),
                           ("/metrics", "Prometheus metrics")]:
         paths[path] = {"get": {"tags": ["server"], "summary": summary,
@@ -89,8 +119,9 @@ def document(models: dict[str, Model]) -> dict[str, Any]:
     }
 
 
-def page(doc: dict[str, Any]) -> str:
-    """A docs page: Swagger UI when the browser can fetch it, a plain summary otherwise."""
+def page(doc: dict[str, Any], base: str = "/") -> str:
+    """The docs page: Swagger UI from the package's own assets under ``base`` (the server's root
+    path), with a plain summary inside (what a browser without JavaScript shows)."""
     rows = "".join(
         f"<li><code>{html.escape(m.upper())} {html.escape(p)}</code> "
         f"{html.escape(op.get('summary', ''))}</li>"
@@ -99,13 +130,85 @@ def page(doc: dict[str, Any]) -> str:
                                        option=orjson.OPT_INDENT_2).decode())
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>modelport API</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+<link rel="icon" type="image/png" href="{base}docs/assets/favicon-32x32.png">
+<link rel="stylesheet" href="{base}docs/assets/swagger-ui.css">
 </head><body>
 <div id="swagger-ui"><h1>modelport API</h1><ul>{rows}</ul>
 <h2>Input schemas</h2><pre>{schemas}</pre>
-<p>Machine-readable: <a href="openapi.json">openapi.json</a></p></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<p>Machine-readable: <a href="{base}openapi.json">openapi.json</a></p></div>
+<script src="{base}docs/assets/swagger-ui-bundle.js"></script>
 <script>if (window.SwaggerUIBundle) {{
-  SwaggerUIBundle({{url: "openapi.json", dom_id: "#swagger-ui"}});
+  window.ui = SwaggerUIBundle({{url: "{base}openapi.json", dom_id: "#swagger-ui",
+                               validatorUrl: null}});
 }}</script>
 </body></html>"""
+
+
+def asset(name: str) -> tuple[bytes, str] | None:
+    """A Swagger UI file and its content type, or None for a name that is not one."""
+    content_type = ASSETS.get(name)
+    if content_type is None:
+        return None
+    return _read_asset(name), content_type
+
+
+@lru_cache(maxsize=len(ASSETS))
+def _read_asset(name: str) -> bytes:
+    return (resources.files("modelport") / "web" / "static" / "swagger" / name).read_bytes()
+
+
+def example_rows(model: Model) -> list[dict[str, Any]]:
+    """The first rows of the bundle's example as JSON records (empty without an example)."""
+    if model.path is None or model.manifest.example is None:
+        return []
+    return list(_example_rows(model.path / model.manifest.example))
+
+
+@lru_cache(maxsize=256)
+def _example_rows(path: Path) -> tuple[dict[str, Any], ...]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path).read().slice(0, EXAMPLE_ROWS)
+    except (OSError, ValueError) as exc:
+        log.warning("example rows of %s are unreadable: %s", path, exc)
+        return ()
+    # through JSON once, so NaN becomes null and NumPy / date values become JSON values
+    rows: list[dict[str, Any]] = orjson.loads(orjson.dumps(
+        table.to_pylist(), default=str, option=orjson.OPT_SERIALIZE_NUMPY))
+    return tuple(rows)
+
+
+def _examples(model: Model, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A request example per protocol, built from ``rows``."""
+    from modelport.serving.v2 import datatype_of
+
+    names = [s.name for s in model.signature.inputs if all(s.name in r for r in rows)]
+    tensors = []
+    for spec in model.signature.inputs:
+        if spec.name not in names:
+            continue
+        values = [r[spec.name] for r in rows]
+        tensors.append({"name": spec.name, "shape": [len(rows), *spec.shape],
+                        "datatype": datatype_of(spec.dtype), "data": _flat(values)})
+    return {
+        "simple": {"example": rows[0] if len(rows) == 1 else rows},
+        "v1": {"example": {"instances": rows}},
+        "v2": {"example": {"inputs": tensors}},
+    }
+
+
+def _dataframe_split(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    columns = list(rows[0])
+    return {"dataframe_split": {"columns": columns,
+                                "data": [[r.get(c) for c in columns] for r in rows]}}
+
+
+def _flat(values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for value in values:
+        if isinstance(value, list):
+            out.extend(_flat(value))
+        else:
+            out.append(value)
+    return out
