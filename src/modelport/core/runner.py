@@ -104,7 +104,7 @@ class Runner:
         self.options = options or RunnerOptions()
         self.events = events or EventBus()
         self.on_batch = on_batch
-        self.predictor: Predictor = model.predictor
+        self._predictor: Predictor | None = None  # the model's own until load() picks one
         self.accelerated = False
         self.accelerate_reason = "acceleration off"
         self._executor: ThreadPoolExecutor | None = None
@@ -131,6 +131,19 @@ class Runner:
         return self.model.version
 
     @property
+    def predictor(self) -> Predictor:
+        """What predicts: the ONNX form chosen by ``load()``, else the native model (which a
+        lazily loaded model deserializes on this first read)."""
+        predictor = self._predictor
+        if predictor is None:
+            predictor = self._predictor = self.model.predictor
+        return predictor
+
+    @predictor.setter
+    def predictor(self, value: Predictor) -> None:
+        self._predictor = value
+
+    @property
     def queued_rows(self) -> int:
         return self._pending_rows
 
@@ -141,6 +154,7 @@ class Runner:
     def load(self) -> Runner:
         """Prepare the fastest faithful predictor (ONNX when allowed and equivalent)."""
         if self.options.accelerate == "off":
+            self.predictor  # noqa: B018 - deserialize now, not in the first request
             return self
         predictor, reason = None, ""
         if self.model.path is not None and has_stored(self.model.manifest):

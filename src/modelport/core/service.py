@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from modelport.core.batch import Result
 from modelport.core.events import EventBus
 from modelport.core.runner import BatchObserver, Runner, RunnerOptions
-from modelport.errors import ModelportError, RequestTimeoutError
+from modelport.errors import ModelLoadError, ModelportError, PredictionError, RequestTimeoutError
 
 if TYPE_CHECKING:
     from modelport.registry import Registry
@@ -33,6 +33,8 @@ class Reload:
     old_version: int | None
     new_version: int | None
     error: str | None = None
+    #: the error carries the model's or its framework's own words (not for remote callers)
+    private: bool = False
 
     @property
     def ok(self) -> bool:
@@ -90,7 +92,9 @@ class InferenceService:
             if runner is not None:
                 return runner
             start = time.perf_counter()
-            model = self.registry.load(f"{key[0]}:{key[1]}", trusted=self.trusted)
+            # the native model is deserialized only if the runner needs it (no usable ONNX form)
+            model = self.registry.load(f"{key[0]}:{key[1]}", trusted=self.trusted,
+                                       lazy=self.options.accelerate != "off")
             runner = Runner(model, self.options, events=self.events,
                             on_batch=self.on_batch).load()
             log.info("loaded %s:%s in %.0f ms (%s)", key[0], key[1],
@@ -136,7 +140,8 @@ class InferenceService:
             except Exception as exc:  # the old version keeps serving
                 message = str(exc) if isinstance(exc, ModelportError) else repr(exc)
                 log.error("reload of %s to version %s failed: %s", ref, new[1], message)
-                changes.append(Reload(ref, old[1], new[1], message))
+                changes.append(Reload(ref, old[1], new[1], message, private=not isinstance(
+                    exc, ModelportError) or isinstance(exc, ModelLoadError | PredictionError)))
                 continue
             with self._lock:
                 self._refs[ref] = new

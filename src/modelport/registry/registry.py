@@ -256,7 +256,9 @@ class Registry:
         target_name, number = self._target(name, version)
         if number is None:
             raise InvalidReferenceError(
-                f"set_alias needs a version: set_alias({target_name!r}, {alias!r}, 3)")
+                f"alias {alias!r} needs a version to point at: 'modelport alias set "
+                f"{target_name} {alias} VERSION' (Python: set_alias({target_name!r}, {alias!r}, "
+                "3))")
         self._meta.set_alias(target_name, alias, number, actor=self._who(actor))
         return self._meta.resolve(parse_ref(f"{target_name}@{alias}"))
 
