@@ -39,10 +39,12 @@ from modelport.errors import (
     PredictionError,
 )
 from modelport.registry.refs import parse_ref
+from modelport.rollout.router import Routed
 from modelport.serving import mlflow, openapi, records, triton, v1, v2
 from modelport.serving.access import PRINCIPAL_KEY, AccessControl, actor_of, principal_of
 from modelport.serving.body import header, read_body
 from modelport.serving.config import ServeConfig
+from modelport.serving.endpoints import HttpEndpoints
 from modelport.serving.http_errors import Protocol, error_body, headers_of, status_of
 from modelport.serving.metrics import CONTENT_TYPE, ServingMetrics, multiprocess_enabled
 
@@ -87,6 +89,8 @@ class ServingApp:
         self._keys_refresher: asyncio.Task[None] | None = None
         #: the names served when startup finished: readiness is false while one is missing
         self._startup_served: frozenset[str] = frozenset()
+        #: endpoints with traffic policies (serving/endpoints.py), set by create_app
+        self.endpoints: HttpEndpoints | None = None
 
     # ---------------------------------------------------------------- models
     def load_models(self) -> None:
@@ -392,10 +396,12 @@ class ServingApp:
         model_label, version_label = _UNKNOWN, ""
         headers: Headers
         t_body = t_submit = t_answer = start  # Triton statistics: decode, wait, encode
+        routed: Routed | None = None
         try:
             if method != "POST":
                 raise _MethodNotAllowed(f"use POST for {scope['path']}")
-            runner = self.runner_for(name, version)
+            routed = self.endpoints.route(scope, name, version) if self.endpoints else None
+            runner = routed.runner if routed is not None else self.runner_for(name, version)
             model = runner.model
             model_label, version_label = runner.name, str(runner.version)
             if self.loop_lag_ms > self._max_lag_ms:
@@ -424,9 +430,13 @@ class ServingApp:
             t_submit = time.perf_counter()
             if PRINCIPAL_KEY in scope:
                 self.access.charge_rows(scope[PRINCIPAL_KEY], batch.n_rows)
-            result = await runner.submit(batch, source=protocol, request_id=rid,
-                                         timeout=self._timeout)
+            result = await runner.submit(
+                batch, source=protocol, request_id=rid, timeout=self._timeout,
+                endpoint=routed.endpoint if routed else None,
+                variant=routed.variant if routed else None)
             t_answer = time.perf_counter()
+            if routed is not None and routed.decision.shadows and self.endpoints:
+                self.endpoints.router.shadow(routed.decision, batch, result)
             if protocol == "v2":
                 payload, headers = v2.encode(request, result, model, name, rid)
             elif protocol == "simple":
@@ -441,6 +451,9 @@ class ServingApp:
         # counted before the answer leaves, so a client that reads /metrics next sees it
         end = time.perf_counter()
         elapsed = end - start
+        if routed is not None and self.endpoints is not None:
+            payload, extra = self.endpoints.finish(routed, status, elapsed, protocol, payload)
+            headers = [*headers, *extra]
         self.metrics.observe_request(
             model_label, version_label, protocol, status, elapsed, input_s=t_submit - t_body,
             wait_s=t_answer - t_submit, output_s=end - t_answer if t_answer > start else 0.0)
@@ -648,6 +661,9 @@ def create_app(service: InferenceService, config: ServeConfig | None = None, *,
     service.on_batch = metrics.observe_batch
     service.events.subscribe(metrics.observe_event, inline=True)  # a counter: microseconds
     app = ServingApp(service, config, metrics)
+    app.endpoints = HttpEndpoints(app)
+    app.on_startup.append(app.endpoints.start)
+    app.on_shutdown.append(app.endpoints.stop)
     if config.auth.is_on:
         engine = None if config.auth.keys_file else service.registry.engine
         app.access = AccessControl.from_config(config.auth, engine=engine)

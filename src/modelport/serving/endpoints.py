@@ -1,0 +1,97 @@
+"""The HTTP side of endpoints: which header carries the routing key, the answering variant in
+the response headers (``x-modelport-endpoint``, ``x-modelport-variant``,
+``x-modelport-version``) and, for the plain JSON route, in the body.
+
+The server's ``EndpointRouter`` (``modelport.rollout.router``) is built here and ticks on the
+event loop's executor, so a policy change made anywhere reaches this worker within
+``POLL_INTERVAL`` seconds (plus the load time of a model it had not loaded yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from modelport.core.concurrency import run_sync
+from modelport.rollout.router import EndpointRouter, Routed
+from modelport.rollout.store import EndpointStore
+
+if TYPE_CHECKING:
+    from modelport.serving.app import ServingApp
+
+log = logging.getLogger("modelport.serving")
+POLL_INTERVAL = 0.25
+Headers = list[tuple[bytes, bytes]]
+
+
+class HttpEndpoints:
+    """The app's endpoint routing. ``route`` is called for every prediction request."""
+
+    def __init__(self, app: ServingApp, *, poll_interval: float = POLL_INTERVAL) -> None:
+        self.app = app
+        self.router = EndpointRouter(
+            EndpointStore(app.service.registry, actor="modelport-serve"), app.service,
+            source="rest", protected=lambda: set(app.served.values()))
+        self.poll_interval = poll_interval
+        self._task: asyncio.Task[None] | None = None
+        self._keys: dict[str, bytes] = {}
+
+    async def start(self) -> None:
+        try:
+            await run_sync(None, self.router.tick)
+        except Exception as exc:
+            log.warning("reading endpoints from the registry failed: %s", exc)
+        if self.app.config.poll_interval_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        await run_sync(None, self.router.close)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await run_sync(None, self.router.tick)
+            except Exception as exc:  # a database hiccup must not stop routing
+                log.warning("refreshing endpoints failed (the current policies stay): %s", exc)
+
+    def route(self, scope: dict[str, Any], name: str, version: str | None) -> Routed | None:
+        """The variant that answers this request, or ``None`` if ``name`` is no endpoint."""
+        if version is not None or name not in self.router.endpoints:
+            return None
+        return self.router.route(name, _header(scope, self._key(name)))
+
+    def _key(self, name: str) -> bytes:
+        key = self.router.key_name(name)
+        cached = self._keys.get(key)
+        if cached is None:
+            cached = self._keys[key] = key.lower().encode("latin-1")
+        return cached
+
+    def finish(self, routed: Routed, status: int, elapsed_s: float, protocol: str,
+               payload: bytes) -> tuple[bytes, Headers]:
+        """Count the answer; the headers naming the variant (and, for the plain JSON route,
+        ``endpoint`` and ``variant`` at the front of the body)."""
+        self.router.observe(routed.endpoint, routed.variant, elapsed_s * 1000.0, ok=status < 500)
+        version = "" if routed.version is None else str(routed.version)
+        headers = [(b"x-modelport-endpoint", routed.endpoint.encode()),
+                   (b"x-modelport-variant", routed.variant.encode()),
+                   (b"x-modelport-version", version.encode())]
+        if protocol == "simple" and status == 200 and payload.startswith(b"{"):
+            payload = (b'{"endpoint":"' + routed.endpoint.encode() + b'","variant":"'
+                       + routed.variant.encode() + b'",' + payload[1:])
+        return payload, headers
+
+
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+__all__ = ["POLL_INTERVAL", "HttpEndpoints"]
