@@ -100,6 +100,28 @@ class Dispatcher:
         applied, so here they are only logged.
         """
         now = self.clock()
+        out: list[AlertGroup] = []
+        for name, group in self._groups(alerts, now):
+            notifier = self.receivers.get(name)
+            if notifier is None:
+                log.error("alert group %s names receiver %r, which is not configured",
+                          group.key, name)
+                continue
+            if self._due(name, group, now):
+                out.append(group)
+                self._submit(notifier, group)
+        return out
+
+    def remember(self, alerts: Sequence[tuple[Alert, Sequence[str]]]) -> None:
+        """Take ``alerts`` as already sent (a restarted monitor whose stored alerts fire):
+        they are not sent again before the repeat interval, and their resolve is sent."""
+        now = self.clock()
+        for name, group in self._groups(alerts, now):
+            if group.status == "firing":
+                self._due(name, group, now)
+
+    def _groups(self, alerts: Sequence[tuple[Alert, Sequence[str]]],
+                now: float) -> list[tuple[str, AlertGroup]]:
         groups: dict[tuple[str, str], list[Alert]] = {}
         labels_of: dict[str, dict[str, str]] = {}
         for alert, names in alerts:
@@ -109,18 +131,8 @@ class Dispatcher:
             labels_of[key] = labels
             for name in names:
                 groups.setdefault((name, key), []).append(alert)
-        out: list[AlertGroup] = []
-        for (name, key), members in groups.items():
-            notifier = self.receivers.get(name)
-            if notifier is None:
-                log.error("alert group %s names receiver %r, which is not configured", key, name)
-                continue
-            group = AlertGroup(key, labels_of[key], tuple(members))
-            if not self._due(name, group, now):
-                continue
-            out.append(group)
-            self._submit(notifier, group)
-        return out
+        return [(name, AlertGroup(key, labels_of[key], tuple(members)))
+                for (name, key), members in groups.items()]
 
     def _due(self, receiver: str, group: AlertGroup, now: float) -> bool:
         signature = frozenset((a.fingerprint, a.status) for a in group.alerts)
