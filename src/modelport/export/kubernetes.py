@@ -77,12 +77,15 @@ class KubernetesOptions:
     batch_input: str = "s3://bucket/input/"
     batch_output: str = "s3://bucket/scores/"
     schedule: str = "0 * * * *"
+    #: the ``--target`` named in error messages
+    target: str = "kubernetes"
 
     def check(self) -> None:
         self.plan.check()
-        check_label_name(self.name, "--name", max_length=CRONJOB_MAX - len("-batch"))
+        check_label_name(self.name, "--name", max_length=CRONJOB_MAX - len("-batch"),
+                         target=self.target)
         if self.namespace is not None:
-            check_label_name(self.namespace, "--namespace")
+            check_label_name(self.namespace, "--namespace", target=self.target, rfc=1123)
         if not 1 <= self.replicas <= self.max_replicas:
             from modelport.errors import ConfigurationError
 

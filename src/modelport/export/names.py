@@ -38,27 +38,30 @@ def suggest(text: str) -> str:
     return name[:LABEL_MAX].rstrip("-")
 
 
-def label_rule_broken(name: str, max_length: int = LABEL_MAX) -> str:
-    """Which RFC 1035 label rule ``name`` breaks, or ``""``."""
+def label_rule_broken(name: str, max_length: int = LABEL_MAX, *, rfc: int = 1035) -> str:
+    """Which RFC 1035 label rule ``name`` breaks, or ``""`` (``rfc=1123``: the label rule of
+    namespaces, which may start with a digit)."""
     if not name:
         return "a name cannot be empty"
     if len(name) > max_length:
         return f"it must be at most {max_length} characters (it has {len(name)})"
     bad = next((c for c in name if c not in _LABEL_CHARS), None)
     if bad is not None:
-        return f"an RFC 1035 label has only lowercase letters, digits and '-' (found {bad!r})"
-    if not name[0].isalpha():
+        return f"an RFC {rfc} label has only lowercase letters, digits and '-' (found {bad!r})"
+    if rfc == 1035 and not name[0].isalpha():
         return "an RFC 1035 label must start with a lowercase letter"
+    if name.startswith("-"):
+        return f"an RFC {rfc} label must start with a letter or digit"
     if name.endswith("-"):
-        return "an RFC 1035 label must end with a letter or digit"
-    assert _LABEL.fullmatch(name)
+        return f"an RFC {rfc} label must end with a letter or digit"
+    assert rfc == 1123 or _LABEL.fullmatch(name)
     return ""
 
 
 def check_label_name(name: str, what: str, *, max_length: int = LABEL_MAX,
-                     target: str = "kubernetes") -> str:
-    """``name`` if it is a valid RFC 1035 label, else the rule it breaks (as an error)."""
-    rule = label_rule_broken(name, max_length)
+                     target: str = "kubernetes", rfc: int = 1035) -> str:
+    """``name`` if it is a valid RFC 1035 (or 1123) label, else the rule it breaks (an error)."""
+    rule = label_rule_broken(name, max_length, rfc=rfc)
     if rule:
         flag = what if what.startswith("--") else "--name"
         raise InvalidReferenceError(
