@@ -79,7 +79,8 @@ def _job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="replace", choices=["create", "append", "replace", "upsert"],
                    help="how a SQL output table is written (default replace)")
     p.add_argument("--key", action="append", default=[], metavar="COLUMN",
-                   help="row id column(s): the upsert key, or the Redis key")
+                   help="row id column(s), repeatable or A,B: the upsert key, or the Redis key; "
+                        "also copied into the output")
     p.add_argument("--keep", action="append", default=[], metavar="COLUMN",
                    help="copy this input column (an id) into the output")
     p.add_argument("--prefix", help="Redis key prefix (default modelport:MODEL:)")
@@ -106,6 +107,12 @@ def _job_arguments(p: argparse.ArgumentParser) -> None:
                    help="allow pickle-based artifacts (only for models you trust)")
 
 
+def _columns(values: list[str]) -> tuple[str, ...]:
+    """Column names from repeated flags and comma lists (``--key a --key b`` = ``--key a,b``),
+    as ``stream run`` reads them."""
+    return tuple(dict.fromkeys(c.strip() for v in values for c in v.split(",") if c.strip()))
+
+
 def spec_from(args: argparse.Namespace) -> Any:
     from modelport.batch.job import JobSpec
     from modelport.extras import require_drivers
@@ -122,8 +129,8 @@ def spec_from(args: argparse.Namespace) -> Any:
             raise ConfigurationError("--storage-options must be a JSON object")
     return JobSpec(
         ref=args.ref, input=args.input, output=args.output, query=args.query,
-        input_format=args.input_format, table=args.table, mode=args.mode, key=tuple(args.key),
-        keep=tuple(dict.fromkeys([*args.key, *args.keep])), prefix=args.prefix, ttl=args.ttl,
+        input_format=args.input_format, table=args.table, mode=args.mode, key=_columns(args.key),
+        keep=_columns([*args.key, *args.keep]), prefix=args.prefix, ttl=args.ttl,
         rejects=args.rejects, max_reject_rate=args.max_reject_rate, chunk_rows=args.chunk_rows,
         engine=args.engine, engine_address=args.engine_address, workers=args.workers,
         run_id=getattr(args, "run_id", None), resume=getattr(args, "resume", False),

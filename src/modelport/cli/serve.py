@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from modelport.cli.common import add_extra_columns, add_log_format, settings_from
-from modelport.errors import ConfigurationError
+from modelport.cli.common import (
+    add_extra_columns,
+    add_log_format,
+    missing_registry,
+    no_registry_message,
+    settings_from,
+)
+from modelport.errors import ConfigurationError, NotFoundError
 
 if TYPE_CHECKING:
+    from modelport.serving.config import ServeConfig
     from modelport.settings import Settings
 
 
@@ -56,6 +64,35 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--access-log", action="store_true", default=None,
                    help="log every request (one line with its request id)")
     add_log_format(p)
+    sec = p.add_argument_group(
+        "security", "authentication, TLS, CORS, model-attack defences (see README: Security)")
+    sec.add_argument("--auth", action="store_true", default=None,
+                     help="require an API key (or JWT) on every route but health; create keys "
+                          "with 'modelport auth create-key'")
+    sec.add_argument("--keys-file", metavar="FILE",
+                     help="read API keys from this file instead of the registry database")
+    sec.add_argument("--insecure", action="store_true", default=None,
+                     help="allow a non-loopback --host without --auth")
+    sec.add_argument("--allow-admin-routes", action="store_true", default=None,
+                     help="without --auth: enable model repository load/unload and other admin "
+                          "routes (off by default)")
+    sec.add_argument("--public-metrics", action="store_true", default=None,
+                     help="with --auth: serve /metrics without a token")
+    sec.add_argument("--oidc-issuer", metavar="URL", help="accept JWTs from this issuer")
+    sec.add_argument("--oidc-audience", metavar="AUD", help="the audience JWTs must name")
+    sec.add_argument("--oidc-jwks", metavar="FILE_OR_URL", help="the issuer's JWKS")
+    sec.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS (and gRPC over TLS)")
+    sec.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    sec.add_argument("--tls-client-ca", metavar="PEM",
+                     help="require client certificates signed by this CA (mutual TLS)")
+    sec.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                     help="allow browser calls from this origin (repeatable; * for any)")
+    sec.add_argument("--round-probabilities", type=int, metavar="N",
+                     help="round returned probabilities to N decimals")
+    sec.add_argument("--labels-only", action="store_true", default=None,
+                     help="return labels without probabilities")
+    sec.add_argument("--out-of-distribution", choices=["off", "flag", "refuse"],
+                     help="check inputs against the bundle's reference profile")
     p.set_defaults(func=_serve)
 
 
@@ -70,8 +107,12 @@ def _serve(args: argparse.Namespace) -> int:
         "invocations_model")}
     if args.refs:
         overrides["models"] = tuple(args.refs)
+    overrides.update(_security_overrides(args, config))
     config = config.with_overrides(**overrides)
     settings = settings_from(args)
+    missing = missing_registry(settings)
+    if missing is not None:  # serving reads the registry: create nothing, say where we looked
+        raise NotFoundError(no_registry_message(missing))
     if not config.models:
         config = config.with_overrides(models=_every_model(settings))
     # before model libraries start their thread pools
@@ -89,6 +130,27 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"serving {', '.join(config.models)} on {url}", file=sys.stderr, flush=True)
 
     return run_server(config, settings, on_ready=ready)
+
+
+def _security_overrides(args: argparse.Namespace, config: ServeConfig) -> dict[str, Any]:
+    """The ``auth`` / ``tls`` / ``cors`` / ``defences`` sections with the flags given applied."""
+    flags = {
+        "auth": {"enabled": args.auth, "keys_file": args.keys_file, "insecure": args.insecure,
+                 "allow_admin_routes": args.allow_admin_routes,
+                 "public_metrics": args.public_metrics, "oidc_issuer": args.oidc_issuer,
+                 "oidc_audience": args.oidc_audience, "oidc_jwks": args.oidc_jwks},
+        "tls": {"cert": args.tls_cert, "key": args.tls_key, "client_ca": args.tls_client_ca},
+        "cors": {"allow_origins": tuple(args.cors_origin) if args.cors_origin else None},
+        "defences": {"round_probabilities": args.round_probabilities,
+                     "labels_only": args.labels_only,
+                     "out_of_distribution": args.out_of_distribution},
+    }
+    out: dict[str, Any] = {}
+    for section, values in flags.items():
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            out[section] = dataclasses.replace(getattr(config, section), **given)
+    return out
 
 
 def _every_model(settings: Settings) -> tuple[str, ...]:

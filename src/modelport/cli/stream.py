@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from modelport.cli.common import add_log_format, registry_from, settings_from
+from modelport.cli.common import add_extra_columns, add_log_format, read_registry, settings_from
 from modelport.errors import ConfigurationError
 
 
@@ -58,8 +58,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                      help="longest wait to fill a batch (default 100)")
     run.add_argument("--exactly-once", action="store_true",
                      help="Kafka to Kafka: outputs and offsets in one transaction")
+    add_extra_columns(run)
     run.add_argument("--strict", action="store_true",
-                     help="dead-letter records with fields the model does not take")
+                     help="the same as --extra-columns refuse: dead-letter records with fields "
+                          "the model does not take")
     run.add_argument("--metrics-port", type=int, metavar="PORT",
                      help="serve Prometheus metrics on 127.0.0.1:PORT")
     run.add_argument("--session-timeout-ms", type=int, default=10_000, metavar="MS",
@@ -134,7 +136,7 @@ def _runner(args: argparse.Namespace) -> tuple[Any, Any]:
         return Runner(load_bundle(args.ref, trusted=args.trusted), options).load(), None
     from modelport.core.service import InferenceService
 
-    service = InferenceService(registry_from(args), options=options, trusted=args.trusted)
+    service = InferenceService(read_registry(args), options=options, trusted=args.trusted)
 
     def refresh() -> Runner:
         service.refresh()
@@ -238,7 +240,9 @@ def _run(args: argparse.Namespace) -> int:
         start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
 
     options = StreamOptions(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                            passthrough=keep, allow_extra=not args.strict,
+                            passthrough=keep,
+                            allow_extra=not args.strict and args.extra_columns != "refuse",
+                            extra_columns="refuse" if args.strict else args.extra_columns,
                             exactly_once=args.exactly_once, refresh_interval_s=args.refresh_s)
     loop = StreamLoop(runner, source, sink, dead_letters=dead_letters,
                       dead_letter_topic=dead_at.name, options=options, metrics=metrics,

@@ -390,7 +390,7 @@ class MetadataStore:
         row = conn.execute(query).first()
         if row is None:
             raise NotFoundError(f"no model named {name!r} in the registry; register it first "
-                                "(see Registry.list_models() for the names there are)")
+                                "('modelport models list' shows the names there are)")
         return row
 
     @staticmethod

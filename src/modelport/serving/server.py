@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from modelport.errors import ConfigurationError, ModelportError
+from modelport.serving.auth_config import TlsConfig, check_exposure
 from modelport.serving.config import ServeConfig
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ def run_server(config: ServeConfig, settings: Settings | None = None, *,
     if not config.models:
         raise ConfigurationError(
             "no models to serve; name at least one, e.g. 'modelport serve churn@production'")
+    check_host(config.host)  # an address that is none is said as such, before anything else
+    check_exposure(config.host, config.auth)
     if config.workers == 1:
         sock = bind_socket(config.host, config.port)
         if config.grpc_port is not None:
@@ -71,18 +74,25 @@ def run_server(config: ServeConfig, settings: Settings | None = None, *,
     return _Supervisor(config, settings).run(on_ready)
 
 
-def bind_socket(host: str, port: int, *, reuse_port: bool = False,
-                flag: str = "--port") -> socket.socket:
-    """A socket bound to ``host:port``, or a ``ConfigurationError`` saying which flag to change
-    (``--host`` for an address that is not one, ``flag`` for a port in use)."""
+def check_host(host: str) -> socket.AddressFamily:
+    """The address family of ``host``, or a ``ConfigurationError`` naming ``--host`` when it is
+    neither an IP address nor a name this machine resolves (``0.0.0.0.1``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+        socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise ConfigurationError(
             f"invalid --host {host!r}: not an IP address or a host name this machine can "
             "resolve; use e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
         ) from None
+    return family
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False,
+                flag: str = "--port") -> socket.socket:
+    """A socket bound to ``host:port``, or a ``ConfigurationError`` saying which flag to change
+    (``--host`` for an address that is not one, ``flag`` for a port in use)."""
+    family = check_host(host)
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
@@ -110,7 +120,8 @@ def check_port_free(host: str, port: int, *, flag: str = "--port") -> None:
 
 def base_url(config: ServeConfig, sock: socket.socket) -> str:
     host = config.host if ":" not in config.host else f"[{config.host}]"
-    return f"http://{host}:{sock.getsockname()[1]}"
+    scheme = "https" if config.tls.is_on else "http"
+    return f"{scheme}://{host}:{sock.getsockname()[1]}"
 
 
 # ------------------------------------------------------------------------ one worker
@@ -169,7 +180,8 @@ def _add_grpc(app: ServingApp, config: ServeConfig, *, reuse_port: bool = False)
             max_message_bytes=config.limits.max_body_bytes,
             request_timeout=config.limits.request_timeout_s, ready=lambda: app.ready,
             reuse_port=reuse_port, on_request=app.metrics.observe_request,
-            statistics=app.metrics.statistics, load_errors=app.load_errors)
+            statistics=app.metrics.statistics, load_errors=app.load_errors,
+            access=app.access, tls=config.tls)
         log.info("gRPC listening on %s:%s", config.host, handle.port)
 
     async def stop() -> None:
@@ -234,9 +246,22 @@ def _server(app: ServingApp, config: ServeConfig) -> uvicorn.Server:
         app, loop="uvloop", http="httptools", lifespan="on", log_config=None,
         access_log=False, server_header=False, backlog=2048,
         timeout_graceful_shutdown=max(1, round(config.limits.graceful_timeout_s)),
-        timeout_keep_alive=30,
+        timeout_keep_alive=30, **tls_options(config.tls),
     )
     return Server(uv_config)
+
+
+def tls_options(tls: TlsConfig) -> dict[str, Any]:
+    """uvicorn's TLS settings: a certificate, and client certificates required (mutual TLS)
+    when ``tls.client_ca`` is set."""
+    if not tls.is_on:
+        return {}
+    import ssl
+
+    options: dict[str, Any] = {"ssl_certfile": tls.cert, "ssl_keyfile": tls.key}
+    if tls.client_ca is not None:
+        options.update(ssl_ca_certs=tls.client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
 
 
 # ------------------------------------------------------------------------ many workers

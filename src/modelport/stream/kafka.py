@@ -131,7 +131,7 @@ class KafkaSource:
     def start(self, on_revoke: RevokeHook | None = None) -> None:
         self._on_revoke = on_revoke
         try:
-            self.consumer = Consumer(self.config, logger=client_log)
+            self.consumer = Consumer(self.config, **_client_logging())
         except KafkaException as exc:
             raise ConfigurationError(f"cannot create a Kafka consumer: {exc}") from None
         self.consumer.subscribe(self.topics, on_assign=self._assigned,
@@ -277,7 +277,7 @@ class KafkaSink:
 
     def start(self) -> None:
         try:
-            self.producer = Producer(self.config, logger=client_log)
+            self.producer = Producer(self.config, **_client_logging())
         except KafkaException as exc:
             raise ConfigurationError(f"cannot create a Kafka producer: {exc}") from None
         if self.transactional_id:
@@ -379,7 +379,7 @@ def wait_for_topics(bootstrap: str, topics: Sequence[str], timeout_s: float = 10
     """Fail early, with advice, if the source topics do not exist."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=client_log)
+    admin = AdminClient({"bootstrap.servers": bootstrap}, **_client_logging())
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -408,7 +408,7 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], *, like: str,
     """
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=client_log)
+    admin = AdminClient({"bootstrap.servers": bootstrap}, **_client_logging())
     try:
         meta = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
@@ -434,6 +434,13 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], *, like: str,
                 from None
     log.info("created topics %s with %d partitions", missing, partitions)
     return missing
+
+
+def _client_logging() -> dict[str, Any]:
+    """Where librdkafka's own lines go: to ``client_log`` (``modelport stream run`` silences
+    it), or, when that logger is set to DEBUG (``-v``), straight to stderr as librdkafka writes
+    them (an admin client only hands lines to Python while it is polled)."""
+    return {} if client_log.isEnabledFor(logging.DEBUG) else {"logger": client_log}
 
 
 def _reason(exc: KafkaException) -> str:
