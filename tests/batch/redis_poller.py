@@ -1,7 +1,7 @@
 """Reads a batch job's Redis output over and over, as the lookup route does (one HMGET of the
-published hash), and logs what it saw, one JSON line per read: ``{"run": id, "missing": n, "runs":
-[...]}`` (``runs``: the run ids inside the payloads' prediction ids) or ``{"error": "..."}``. Stops when the file
-named by its fourth argument exists."""
+published hash), and logs what it saw, one JSON line per read: ``{"run": id, "missing": n,
+"runs": [...]}`` (``runs``: the run ids inside the payloads' prediction ids) or ``{"error":
+"..."}``. Stops when the file named by its fourth argument exists."""
 
 from __future__ import annotations
 

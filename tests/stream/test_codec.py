@@ -15,6 +15,8 @@ from modelport.stream import codec as codec_module
 from modelport.stream.codec import json_column
 from modelport.stream.message import Messages, Outputs, column
 
+STAMP = "2026-12-04T17:03:11.123456Z"
+
 
 def _messages(n: int, *, keys: list[bytes | None] | None = None,
               headers: list[Any] | None = None, topic: str = "events",
@@ -36,13 +38,13 @@ def fill_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 def _assert_same(codec: MessageCodec, messages: list[Message], records: list[dict[str, Any]],
                  result: Result) -> None:
-    batch = codec.encode_batch(messages, records, result, latency_ms=1.23456)
+    batch = codec.encode_batch(messages, records, result, predicted_at=STAMP)
     # the passthrough fields given as JSON texts (as the row reader gives them) instead
     picks = [[orjson.dumps(r.get(name)) for r in records] for name in codec.passthrough]
-    from_picks = codec.encode_batch(messages, None, result, latency_ms=1.23456, picks=picks)
+    from_picks = codec.encode_batch(messages, None, result, predicted_at=STAMP, picks=picks)
     assert [o.value for o in from_picks] == [o.value for o in batch]
-    one = [codec.encode(m, 0, r, p, latency_ms=1.23456)
-           for m, r, p in zip(messages, records, result.to_records(), strict=True)]
+    one = [codec.encode(m, 0, r, p, predicted_at=STAMP)
+           for m, r, p in zip(messages, records, codec.predictions(result), strict=True)]
     assert [o.value for o in batch] == [o.value for o in one]
     assert [o.headers for o in batch] == [o.headers for o in one]
     assert [o.key for o in batch] == [o.key for o in one]
@@ -109,32 +111,60 @@ def test_request_ids_from_headers_and_string_offsets() -> None:
     result = Result(n, labels=np.arange(n, dtype=np.float32) / 3)
     _assert_same(MessageCodec(model="reg", version=1), messages, [{}] * n, result)
     encoded = MessageCodec(model="reg", version=1).encode_batch(messages, [{}] * n, result,
-                                                                latency_ms=0.0)
+                                                                predicted_at=STAMP)
     assert [o.headers[0][1] for o in encoded] == [
         b"given-1", b"orders stream/1/1/1700000000000-1", b"orders stream/1/2/7",
         b'with "quotes", commas']
 
 
-def test_extra_model_outputs_go_under_outputs() -> None:
+def test_extra_model_outputs_are_fields_of_their_own() -> None:
     n = 5
     result = Result(n, labels=np.arange(n), outputs={
         "score": np.linspace(0, 1, n), "embedding": np.arange(n * 3).reshape(n, 3)})
     _assert_same(MessageCodec(model="t", version=2), _messages(n), [{}] * n, result)
-    assert orjson.loads(MessageCodec(model="t", version=2).encode_batch(
-        _messages(n), [{}] * n, result, latency_ms=0)[1].value)["outputs"] == {
-        "score": 0.25, "embedding": [3, 4, 5]}
+    record = orjson.loads(MessageCodec(model="t", version=2).encode_batch(
+        _messages(n), [{}] * n, result, predicted_at=STAMP)[1].value)
+    assert record == {"prediction_id": "events-1-1001", "prediction": 1, "score": 0.25,
+                      "embedding": [3, 4, 5], "model": "t", "version": 2, "predicted_at": STAMP}
 
 
-def test_models_with_outputs_named_label_fall_back_to_the_record_encoder() -> None:
+def test_the_record_form_of_the_prediction_schema() -> None:
+    from modelport.bundle.signature import Signature
+
+    sig = Signature.from_dict({"inputs": [{"name": "x", "dtype": "float64"}],
+                               "task": "classification", "classes": ["no", "yes"],
+                               "outputs": [{"name": "label", "dtype": "string"},
+                                           {"name": "probabilities", "dtype": "float64",
+                                            "shape": [2]}]})
+    codec = MessageCodec(model="churn", version=3, passthrough=("customer",), signature=sig)
+    result = Result(2, labels=np.array(["yes", "no"], dtype=object),
+                    probabilities=np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32),
+                    classes=["no", "yes"])
+    out = codec.encode_batch(_messages(2), [{"customer": "c1"}, {"customer": "c2"}], result,
+                             predicted_at=STAMP)
+    assert orjson.loads(out[0].value) == {
+        "customer": "c1", "prediction_id": "events-0-1000", "prediction": "yes",
+        "probabilities": {"no": 0.25, "yes": 0.75}, "model": "churn", "version": 3,
+        "predicted_at": STAMP}
+    assert list(orjson.loads(out[0].value)) == ["customer", "prediction_id", "prediction",
+                                                "probabilities", "model", "version",
+                                                "predicted_at"]
+    # record 1 of a message holding a list of 2 records
+    listed = codec.encode(_messages(1)[0], 1, {"customer": "c"}, codec.predictions(result)[1],
+                          predicted_at=STAMP, of=2)
+    assert orjson.loads(listed.value)["prediction_id"] == "events-0-1000-1"
+
+
+def test_models_with_outputs_named_like_a_field_fall_back_to_the_record_encoder() -> None:
     n = 3
-    result = Result(n, labels=np.arange(n), outputs={"label": np.array([7, 8, 9])})
+    result = Result(n, labels=np.arange(n), outputs={"version": np.array([7, 8, 9])})
     _assert_same(MessageCodec(model="t", version=2), _messages(n), [{}] * n, result)
 
 
 def test_passthrough_fields_named_twice_are_written_once() -> None:
     codec = MessageCodec(model="t", version=1, passthrough=("id", "id"))
     out = codec.encode_batch(_messages(1), [{"id": 5}], Result(1, labels=np.array([1])),
-                             latency_ms=0)
+                             predicted_at=STAMP)
     assert out[0].value.count(b'"id"') == 1
 
 
@@ -150,7 +180,7 @@ def test_a_batch_of_outputs_reads_as_outputs_one_by_one() -> None:
     codec = MessageCodec(model="t", version=1, passthrough=("id",))
     messages = _messages(n)
     batch = codec.encode_batch(messages, [{"id": i} for i in range(n)],
-                               Result(n, labels=np.arange(n)), latency_ms=0)
+                               Result(n, labels=np.arange(n)), predicted_at=STAMP)
     assert isinstance(batch, Outputs) and len(batch) == n
     listed = list(batch)
     assert [o.value for o in batch[1:3]] == [o.value for o in listed[1:3]]
@@ -172,8 +202,8 @@ def test_a_polled_batch_kept_as_columns_reads_as_messages_and_encodes_the_same()
     result = Result(n, labels=np.arange(n), probabilities=np.full((n, 2), 0.5), classes=[0, 1])
     codec = MessageCodec(model="t", version=1, passthrough=("id",))
     records = [{"id": i} for i in range(n)]
-    assert [o.value for o in codec.encode_batch(batch, records, result, latency_ms=1)] == [
-        o.value for o in codec.encode_batch(plain, records, result, latency_ms=1)]
+    assert [o.value for o in codec.encode_batch(batch, records, result, predicted_at=STAMP)] == [
+        o.value for o in codec.encode_batch(plain, records, result, predicted_at=STAMP)]
 
 
 def test_keys_written_as_they_are_when_they_need_no_escaping() -> None:

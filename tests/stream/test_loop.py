@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,8 @@ def test_outputs_are_written_before_the_commit_and_in_one_prediction_call(
     assert runner.calls == 1
     assert [o.record["id"] for o in sink.outputs if o.record] == list(range(10))
     assert runner.model.predict([{k: v for k, v in record(3).items() if k != "id"}])[0] == \
-        sink.outputs[3].record["label"]  # type: ignore[index]
+        sink.outputs[3].record["prediction"]  # type: ignore[index]
+    assert sink.outputs[3].record["prediction_id"] == "in-0-3"  # type: ignore[index]
 
 
 def test_the_compiled_reader_and_the_python_path_write_the_same_outputs(
@@ -131,7 +133,8 @@ def test_the_compiled_reader_and_the_python_path_write_the_same_outputs(
         sink = ListSink([])
         loop = StreamLoop(runner, ListSource(messages, []), sink,
                           options=StreamOptions(passthrough=("id", "absent")),
-                          clock=lambda: 0.0)  # (latency 0 in both runs)
+                          clock=lambda: 0.0)
+        loop.codec.now = lambda: datetime(2026, 12, 4, tzinfo=UTC)  # one time in both runs
         taken = loop._rows.read([m.value for m in messages]) is not None
         loop.run_once()
         return [o.value for o in sink.outputs], taken
@@ -152,8 +155,9 @@ def test_a_message_with_a_list_gets_one_output_per_record(runner: Runner) -> Non
                       sink)
     loop.run_once()
     records = [o.record for o in sink.outputs]
-    assert [r["input_index"] for r in records if r] == [0, 1, 2]
-    assert [r["request_id"] for r in records if r] == ["in/0/5", "in/0/5#1", "in/0/5#2"]
+    assert [r["prediction_id"] for r in records if r] == ["in-0-5-0", "in-0-5-1", "in-0-5-2"]
+    assert [dict(o.headers)["request-id"] for o in sink.outputs] == [
+        b"in/0/5", b"in/0/5#1", b"in/0/5#2"]
     assert {o.key for o in sink.outputs} == {b"k5"}
 
 
@@ -273,9 +277,9 @@ def test_exactly_once_needs_a_transactional_sink(runner: Runner) -> None:
 
 def test_passthrough_fields_may_not_shadow_output_fields(runner: Runner) -> None:
     journal: list[str] = []
-    with pytest.raises(ConfigurationError, match="label"):
+    with pytest.raises(ConfigurationError, match="prediction"):
         StreamLoop(runner, ListSource([], journal), ListSink(journal),
-                   options=StreamOptions(passthrough=("label",)))
+                   options=StreamOptions(passthrough=("prediction",)))
 
 
 # ---------------------------------------------------------------------------- pipelined sinks

@@ -68,10 +68,38 @@ def test_redis_stream_in_redis_stream_out_with_dead_letters(
     assert set(_ids(client, dst)) == set(range(2000)) - {10, 1500}
     _, fields = client.xrange(dst, count=1)[0]
     out = json.loads(fields[b"value"])
-    assert out["key"] == "k0" and fields[b"h:request-id"] == b"r0"
-    assert out["input_topic"] == src and "-" in out["input_offset"]
+    assert fields[b"key"] == b"k0" and fields[b"h:request-id"] == b"r0"
+    first_id = client.xrange(src, count=1)[0][0].decode()
+    assert out["prediction_id"] == f"{src}-0-{first_id}"
+    assert list(out) == ["id", "prediction_id", "prediction", "probabilities", "model",
+                         "version", "predicted_at"]
     errors = sorted(f[b"h:error"] for _, f in client.xrange(dlq))
     assert errors == [b"invalid-input", b"malformed"]
+
+
+def test_entries_with_plain_fields_are_rows_and_their_dead_letters_keep_every_field(
+    client: redis.Redis, classifier_bundle: Path, workers: Any
+) -> None:
+    src = unique("flat")
+    src, dst, dlq = _streams(client, src, unique("out"), f"{src}.dlq")
+    pipe = client.pipeline(transaction=False)
+    for i in range(20):
+        fields: dict[str, Any] = {"id": i, **{k: repr(v) for k, v in record(i).items()
+                                               if k != "id"}}
+        if i == 7:
+            fields["f1"] = "abc"  # not a number: a dead letter with all its fields
+        pipe.xadd(src, fields)
+    pipe.execute()
+    w = workers([str(classifier_bundle), "--source", f"{REDIS}/{src}",
+                 "--sink", f"{REDIS}/{dst}", "--group", unique("g"), "--keep", "id"])
+    _wait_len(client, dst, 19)
+    _wait_len(client, dlq, 1)
+    assert w.terminate() == 0, w.output()
+    assert set(_ids(client, dst)) == set(range(20)) - {7}
+    (_, dead), = client.xrange(dlq)
+    assert dead[b"f1"] == b"abc" and dead[b"id"] == b"7"
+    assert dead[b"f0"] == repr(record(7)["f0"]).encode()
+    assert dead[b"h:error"] == b"invalid-input" and b"f1" in dead[b"h:error-message"]
 
 
 def test_a_crashed_consumer_is_resumed_by_itself_and_its_leftovers_claimed_by_others(

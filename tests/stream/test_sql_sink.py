@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ def _outputs(n: int, *, offset0: int = 0, label_shift: int = 0) -> list[Any]:
     for i in range(n):
         msg = Message("events", i % 2, offset0 + i, f"k{i}".encode(), b"{}")
         out.append(codec.encode(msg, 0, {"customer": i % 3},
-                                {"label": (i + label_shift) % 2,
-                                 "probabilities": {"0": 0.25, "1": 0.75}}, latency_ms=1.0))
+                                {"prediction": (i + label_shift) % 2,
+                                 "probabilities": {"0": 0.25, "1": 0.75}},
+                                predicted_at="2026-12-04T17:03:11.123456Z"))
     return out
 
 
@@ -41,7 +42,7 @@ def _rows(url: str, table: str) -> list[Any]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            return list(conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY input_offset")))
+            return list(conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY prediction_id")))
     finally:
         engine.dispose()
 
@@ -64,13 +65,17 @@ def test_writing_a_batch_twice_leaves_one_row_per_input(database: str) -> None:
         rows = _rows(database, table)
         assert len(rows) == 10
         first = rows[0]._mapping
-        assert first["label"] == 1  # the second write replaced the first
-        assert first["model"] == "fraud" and first["model_version"] == 2
-        assert first["customer"] == 0 and first["key"] == "k0"
-        probabilities = first["probabilities"]
-        if isinstance(probabilities, str):  # SQLite keeps JSON as text
-            probabilities = json.loads(probabilities)
-        assert probabilities == {"0": 0.25, "1": 0.75}
+        assert list(first) == ["customer", "prediction_id", "prediction", "probability_0",
+                               "probability_1", "model", "version", "predicted_at"]
+        assert first["prediction_id"] == "events-0-0"
+        assert first["prediction"] == 1  # the second write replaced the first
+        assert first["model"] == "fraud" and first["version"] == 2
+        assert first["customer"] == 0
+        assert (first["probability_0"], first["probability_1"]) == (0.25, 0.75)
+        stamp = first["predicted_at"]
+        if isinstance(stamp, str):  # SQLite keeps times as text
+            stamp = datetime.fromisoformat(stamp)
+        assert (stamp.year, stamp.microsecond) == (2026, 123456)
     finally:
         _drop(database, table)
 
@@ -84,7 +89,8 @@ def test_a_business_key_keeps_the_latest_prediction_per_key(database: str) -> No
         sink.write(_outputs(3, offset0=100))
         rows = _rows(database, table)
         assert sorted(r._mapping["customer"] for r in rows) == [0, 1, 2]
-        assert sorted(r._mapping["input_offset"] for r in rows) == ["100", "101", "102"]
+        assert sorted(r._mapping["prediction_id"] for r in rows) == [
+            "events-0-100", "events-0-102", "events-1-101"]
         sink.close()
     finally:
         _drop(database, table)

@@ -35,18 +35,22 @@ def test_predictions_carry_key_prediction_model_offset_and_passthrough(
     values = [json.loads(m.value()) for m in got]
     assert sorted(v["id"] for v in values) == list(range(n))
     first = values[0]
-    assert first["key"] == f"k{first['id']}"
-    assert first["label"] in (0, 1)
+    assert list(first) == ["id", "prediction_id", "prediction", "probabilities", "model",
+                           "version", "predicted_at"]
+    assert first["prediction"] in (0, 1)
     assert set(first["probabilities"]) == {"0", "1"}
     assert abs(sum(first["probabilities"].values()) - 1) < 1e-9
-    assert first["model"] == "fraud"
-    assert first["input_topic"] == src and isinstance(first["input_offset"], int)
-    assert first["latency_ms"] >= 0
+    assert first["model"] == "fraud" and first["predicted_at"].endswith("Z")
     assert all(m.key() == f"k{json.loads(m.value())['id']}".encode() for m in got)
+    ids = {(m.partition(), m.value()): v["prediction_id"] for m, v in zip(got, values,
+                                                                          strict=True)}
+    assert len(set(ids.values())) == n  # one id per input, made from its position
     for m, v in zip(got, values, strict=True):
-        position = f"{src}/{v['input_partition']}/{v['input_offset']}"
+        topic, partition, offset = v["prediction_id"].rsplit("-", 2)
+        assert topic == src and int(partition) in (0, 1) and int(offset) >= 0
+        position = f"{src}/{partition}/{offset}"
         expected = "req-1" if v["id"] < n // 2 else position
-        assert dict(m.headers())["request-id"] == expected.encode() == v["request_id"].encode()
+        assert dict(m.headers())["request-id"] == expected.encode()
     assert "stopped after 300 messages" in w.output()
 
 

@@ -1,30 +1,37 @@
 """``MessageCodec``: JSON message bytes to input records, and predictions to output messages.
 
 An input message holds one JSON object (one record) or a JSON list of objects. Each record gets
-one output: the message key, the prediction (``label``, ``probabilities``), the model's name and
-version, where the input came from (topic, partition, offset, index in the message), the
-processing latency and the request id, plus the fields named in ``passthrough`` copied from the
-input. The same flat record is what a SQL sink stores as a row.
+one output message in the record form of :mod:`modelport.core.schema`: the fields named in
+``passthrough`` copied from the input first, then ``prediction_id`` (``<topic>-<partition>-
+<offset>``, with ``-<i>`` for record ``i`` of a list message: the same on every redelivery),
+``prediction``, ``probabilities`` (classifiers), the model's further outputs, ``model``,
+``version`` and ``predicted_at``. The output keeps the input's message key and carries the
+request id in a header. The same record, flattened, is what a SQL sink stores as a row.
 
 >>> codec = MessageCodec(model="churn", version=3, passthrough=("customer",))
 >>> msg = Message("events", 0, 41, b"c-7", b'{"customer": 7, "x": 1.5}')
 >>> codec.decode(msg)
 [{'customer': 7, 'x': 1.5}]
->>> out = codec.encode(msg, 0, {"customer": 7, "x": 1.5}, {"label": 1}, latency_ms=2.0)
->>> out.record["label"], out.record["input_offset"], out.record["customer"], out.key
-(1, 41, 7, b'c-7')
+>>> out = codec.encode(msg, 0, {"customer": 7, "x": 1.5}, {"prediction": 1},
+...                    predicted_at="2026-12-04T17:03:11.123456Z")
+>>> out.value
+b'{"customer":7,"prediction_id":"events-0-41","prediction":1,"model":"churn","version":3,"predicted_at":"2026-12-04T17:03:11.123456Z"}'
+>>> out.key
+b'c-7'
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
-from modelport.core.batch import Result
+from modelport.core.batch import Array, Result
+from modelport.core.schema import PredictionSchema, timestamp_text
 from modelport.errors import ConfigurationError
 from modelport.stream.fastcodec import Column, fill
 from modelport.stream.message import (
@@ -36,11 +43,12 @@ from modelport.stream.message import (
     has_headers,
 )
 
+if TYPE_CHECKING:
+    from modelport.bundle.signature import Signature
+
 #: fields every output record has; passthrough fields may not reuse these names
-RESERVED_FIELDS = (
-    "key", "label", "probabilities", "outputs", "model", "model_version", "input_topic",
-    "input_partition", "input_offset", "input_index", "latency_ms", "request_id",
-)
+RESERVED_FIELDS = ("prediction_id", "prediction", "probabilities", "model", "version",
+                   "predicted_at")
 
 #: why a message became a dead letter (the ``error`` header)
 MALFORMED = "malformed"
@@ -57,7 +65,14 @@ class MalformedMessageError(ValueError):
     """The message is not a JSON object or a non-empty list of JSON objects."""
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class MessageCodec:
+    """Encodes one model's outputs; ``signature`` (the model's) names the primary output and
+    the further outputs as :class:`~modelport.core.schema.PredictionSchema` does."""
+
     def __init__(
         self,
         *,
@@ -65,6 +80,9 @@ class MessageCodec:
         version: int | None,
         passthrough: Sequence[str] = (),
         dead_letter_topic: str | None = None,
+        signature: Signature | None = None,
+        passthrough_extra: bool = False,
+        now: Callable[[], datetime] = _utc_now,
     ) -> None:
         clash = [f for f in passthrough if f in RESERVED_FIELDS]
         if clash:
@@ -76,6 +94,15 @@ class MessageCodec:
         self.version = version
         self.passthrough = tuple(dict.fromkeys(passthrough))  # each field once, in order
         self.dead_letter_topic = dead_letter_topic
+        self.schema = PredictionSchema.of(signature) if signature is not None else None
+        #: with ``passthrough_extra``, every input field the model does not take is copied too
+        self.inputs = frozenset(signature.input_names) \
+            if passthrough_extra and signature is not None else None
+        self.now = now
+
+    def stamp(self) -> str:
+        """``predicted_at`` for outputs made now."""
+        return timestamp_text(self.now())
 
     def decode(self, message: Message) -> list[dict[str, Any]]:
         """The records in ``message``; raises :class:`MalformedMessageError` if there are none."""
@@ -93,6 +120,33 @@ class MessageCodec:
             f"expected a JSON object or a non-empty list of objects, got {type(data).__name__}"
         )
 
+    # ------------------------------------------------------------------ predictions
+    def _primary(self, result: Result) -> Array | None:
+        if self.schema is not None:
+            return self.schema.primary_values(result)
+        return result.labels
+
+    def _extras(self, result: Result) -> list[tuple[str, Array]]:
+        primary = self.schema.primary if self.schema is not None else None
+        skip = {primary} if result.labels is None and primary is not None else set()
+        return [(k, v) for k, v in result.outputs.items() if k not in skip]
+
+    def predictions(self, result: Result) -> list[dict[str, Any]]:
+        """Each row's ``prediction``, ``probabilities`` and further outputs, in that order."""
+        n = result.n_rows
+        primary = self._primary(result)
+        rows: list[dict[str, Any]] = [
+            {"prediction": v} for v in (primary.tolist() if primary is not None else [None] * n)]
+        if result.probabilities is not None and result.classes is not None:
+            names = [str(c) for c in result.classes]
+            probs = np.asarray(result.probabilities, dtype=np.float64).tolist()
+            for row, p in zip(rows, probs, strict=True):
+                row["probabilities"] = dict(zip(names, p, strict=True))
+        for name, values in self._extras(result):
+            for row, value in zip(rows, values.tolist(), strict=True):
+                row[name] = value
+        return rows
+
     def encode(
         self,
         message: Message,
@@ -100,30 +154,27 @@ class MessageCodec:
         record: Mapping[str, Any],
         prediction: Mapping[str, Any],
         *,
-        latency_ms: float,
+        predicted_at: str | None = None,
+        of: int = 1,
     ) -> Output:
+        """The output for record ``index`` of ``of`` in ``message`` (``prediction``: one row of
+        :meth:`predictions`)."""
         key = message.key
         request_id = message.request_id
         if index:
             request_id = f"{request_id}#{index}"
-        out: dict[str, Any] = {
-            "key": key.decode("utf-8", "replace") if key is not None else None,
-            "label": prediction.get("label"),
-            "probabilities": prediction.get("probabilities"),
-            "model": self.model,
-            "model_version": self.version,
-            "input_topic": message.topic,
-            "input_partition": message.partition,
-            "input_offset": message.offset,
-            "input_index": index,
-            "latency_ms": round(latency_ms, 3),
-            "request_id": request_id,
-        }
-        if len(prediction) > ("label" in prediction) + ("probabilities" in prediction):
-            out["outputs"] = {k: v for k, v in prediction.items()
-                              if k not in ("label", "probabilities")}
-        for name in self.passthrough:
-            out[name] = record.get(name)
+        prediction_id = f"{message.topic}-{message.partition}-{message.offset}"
+        if of > 1:
+            prediction_id = f"{prediction_id}-{index}"
+        out: dict[str, Any] = {name: record.get(name) for name in self.passthrough}
+        if self.inputs is not None:
+            out.update((k, v) for k, v in record.items()
+                       if k not in self.inputs and k not in RESERVED_FIELDS)
+        out["prediction_id"] = prediction_id
+        out.update(prediction)
+        out["model"] = self.model
+        out["version"] = self.version
+        out["predicted_at"] = predicted_at if predicted_at is not None else self.stamp()
         return Output(message, orjson.dumps(out), key,
                       [(REQUEST_ID_HEADER, request_id.encode())], out, None, index)
 
@@ -133,73 +184,69 @@ class MessageCodec:
         records: Sequence[Mapping[str, Any]] | None,
         result: Result,
         *,
-        latency_ms: float,
+        predicted_at: str | None = None,
         picks: Sequence[Column] | None = None,
     ) -> Sequence[Output]:
         """``encode`` for messages of one record each, with ``result`` row ``i`` for message ``i``.
 
         The same outputs, byte for byte, as ``encode(messages[i], 0, records[i], row i of
-        result)``, built column by column: each field's values are serialized in one call
-        (:func:`json_column`) and written into one template per batch
+        predictions(result))``, built column by column: each field's values are serialized in
+        one call (:func:`json_column`) and written into one template per batch
         (:func:`~modelport.stream.fastcodec.fill`), so there is no per-row dict, no per-row
         ``orjson.dumps`` and no object per message (:class:`Outputs`). ``picks`` gives the
         passthrough fields' JSON texts instead of ``records``, one column per field, when the
         records were never parsed (:class:`~modelport.stream.fastcodec.RowReader`).
         """
+        stamp = predicted_at if predicted_at is not None else self.stamp()
         names = [str(c) for c in result.classes] if result.classes is not None else []
-        if ("label" in result.outputs or "probabilities" in result.outputs  # they override
-                or len(set(names)) != len(names)):  # dict() would merge equal names
+        extras = self._extras(result)
+        taken = {*self.passthrough, *RESERVED_FIELDS}
+        if (self.inputs is not None  # the copied fields differ from record to record
+                or len(set(names)) != len(names)  # dict() would merge equal names
+                or any(name in taken for name, _ in extras)  # or overwrite a field
+                or len({name for name, _ in extras}) != len(extras)):
             if records is None:
                 records = list(map(orjson.loads, column(messages, "value")))
-            return [self.encode(m, 0, r, p, latency_ms=latency_ms) for m, r, p in zip(
-                messages, records, result.to_records(), strict=True)]
+            return [self.encode(m, 0, r, p, predicted_at=stamp) for m, r, p in zip(
+                messages, records, self.predictions(result), strict=True)]
         out = _Template()
         out.text("{")
         keys = column(messages, "key")
-        if None not in keys and _PLAIN_TEXT.fullmatch(b"".join(keys)):  # written as they are
-            out.text('"key":"')
-            out.gap(keys)
-            out.text('"')
-        else:
-            out.field("", "key", [k.decode("utf-8", "replace") if k is not None else None
-                                  for k in keys])
-        out.field(",", "label", result.labels)
-        if result.probabilities is not None and result.classes is not None:
-            probabilities = np.ascontiguousarray(result.probabilities.T)  # a row per class
-            out.object("probabilities", zip(names, probabilities, strict=True))
-        else:
-            out.text(',"probabilities":null')
-        topics, offsets = column(messages, "topic"), column(messages, "offset")
-        partitions_json = json_column(column(messages, "partition"))
-        offsets_json = json_column(offsets)
-        out.text(f',"model":{_json(self.model)},"model_version":{_json(self.version)}')
-        out.field(",", "input_topic", topics)
-        out.text(',"input_partition":')
-        out.gap(partitions_json)
-        out.text(',"input_offset":')
-        out.gap(offsets_json)
-        out.text(f',"input_index":0,"latency_ms":{_json(round(latency_ms, 3))}')
-        request_ids = None if has_headers(messages) else _positions(
-            topics, partitions_json, offsets, offsets_json)
-        if request_ids is not None:  # plain text: written between quotes as they are
-            out.text(',"request_id":"')
-            out.gap(request_ids)
-            out.text('"')
-        else:
-            given = [m.request_id for m in messages]
-            out.field(",", "request_id", given)
-            request_ids = [r.encode() for r in given]
-        if result.outputs:
-            out.object("outputs", result.outputs.items())
+        separator = ""
         if picks is not None:
             for name, texts in zip(self.passthrough, picks, strict=True):
-                out.text(f",{_json(name)}:")
+                out.text(f"{separator}{_json(name)}:")
                 out.gap(texts)
+                separator = ","
         else:
             assert records is not None
             for name in self.passthrough:
-                out.field(",", name, [r.get(name) for r in records])
+                out.field(separator, name, [r.get(name) for r in records])
+                separator = ","
+        topics, offsets = column(messages, "topic"), column(messages, "offset")
+        partitions_json = json_column(column(messages, "partition"))
+        offsets_json = json_column(offsets)
+        ids = _positions(topics, partitions_json, offsets, offsets_json, b"-")
+        if ids is not None:  # plain text: written between quotes as they are
+            out.text(f'{separator}"prediction_id":"')
+            out.gap(ids)
+            out.text('"')
+        else:
+            out.field(separator, "prediction_id",
+                      [f"{m.topic}-{m.partition}-{m.offset}" for m in messages])
+        out.field(",", "prediction", self._primary(result))
+        if result.probabilities is not None and result.classes is not None:
+            probabilities = np.ascontiguousarray(result.probabilities.T, dtype=np.float64)
+            out.object("probabilities", zip(names, probabilities, strict=True))
+        for name, values in extras:
+            out.field(",", name, values)
+        out.text(f',"model":{_json(self.model)},"version":{_json(self.version)}')
+        out.text(f',"predicted_at":{_json(stamp)}')
         out.text("}")
+        request_ids = None if has_headers(messages) else _positions(
+            topics, partitions_json, offsets, offsets_json, b"/")
+        if request_ids is None:
+            request_ids = [m.request_id.encode() for m in messages]
         return Outputs(messages, out.fill(), keys, request_ids)
 
     def dead_letter(self, message: Message, error: str, detail: str) -> Output:
@@ -241,18 +288,18 @@ def json_column(values: list[Any]) -> Column:
 
 
 def _positions(topics: list[str], partitions_json: Column, offsets: list[int | str],
-               offsets_json: Column) -> list[bytes] | None:
-    """``topic/partition/offset`` of each message as bytes that need no JSON escaping, made
-    from the numbers' JSON; ``None`` if a topic or offset could need escaping (then the request
-    ids are escaped one by one)."""
+               offsets_json: Column, sep: bytes) -> list[bytes] | None:
+    """``topic<sep>partition<sep>offset`` of each message as bytes that need no JSON escaping,
+    made from the numbers' JSON; ``None`` if a topic or offset could need escaping (then the ids
+    are escaped one by one)."""
     encoded = {t: t.encode() for t in set(topics)}
     if (not all(map(_PLAIN_TEXT.fullmatch, encoded.values()))
             or set(map(type, offsets)) != {int}):
         return None
     if len(encoded) == 1:
-        return fill((encoded[topics[0]] + b"/", b"/", b""), [partitions_json, offsets_json])
-    prefixes = [encoded[t] + b"/" for t in topics]
-    return fill((b"", b"", b"/", b""), [prefixes, partitions_json, offsets_json])
+        return fill((encoded[topics[0]] + sep, sep, b""), [partitions_json, offsets_json])
+    prefixes = [encoded[t] + sep for t in topics]
+    return fill((b"", b"", sep, b""), [prefixes, partitions_json, offsets_json])
 
 
 def _same(values: list[Any]) -> bool:

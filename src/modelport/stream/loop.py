@@ -6,7 +6,7 @@ One iteration::
       → decode JSON            (malformed → dead letter)
       → Signature.coerce       (records that do not fit → dead letter)
       → Runner.predict         (one vectorized call; a failing batch is retried per message)
-      → encode                 (key, prediction, model, input position, latency, passthrough)
+      → encode                 (passthrough, prediction id, prediction, model, version, time)
       → sink.write             (durable: delivery reports / database commit; retried with backoff)
       → source.commit          (only now)
 
@@ -95,6 +95,9 @@ class StreamOptions:
     max_wait_ms: float = 100.0
     passthrough: tuple[str, ...] = ()
     allow_extra: bool = True
+    #: input fields the model does not take: ignore, refuse or passthrough (copied into the
+    #: output); ``refuse`` is ``allow_extra=False``
+    extra_columns: str = "ignore"
     exactly_once: bool = False
     backoff: Backoff = Backoff()
     lag_interval_s: float = 1.0
@@ -303,16 +306,17 @@ class StreamLoop:
         if not decoded:
             return [], dead
         result, results = self._call(decoded, batches, dead)
-        latency_ms = (self.clock() - start) * 1000.0
+        stamp = codec.stamp()
         if result is not None:  # one record per message, predicted in one call
             return codec.encode_batch([msg for msg, _ in decoded],
                                       [recs[0] for _, recs in decoded],
-                                      result, latency_ms=latency_ms), dead
+                                      result, predicted_at=stamp), dead
         outputs: list[Output] = []
         encode = codec.encode
         for (msg, records), predictions in results:
+            of = len(records)
             for i, (record, prediction) in enumerate(zip(records, predictions, strict=True)):
-                outputs.append(encode(msg, i, record, prediction, latency_ms=latency_ms))
+                outputs.append(encode(msg, i, record, prediction, predicted_at=stamp, of=of))
         return outputs, dead
 
     def _predict_plain(self, messages: Sequence[Message], start: float
@@ -345,8 +349,7 @@ class StreamLoop:
             return None
         if result.n_rows != len(messages):
             return None
-        return self.codec.encode_batch(messages, records, result, picks=picks,
-                                       latency_ms=(self.clock() - start) * 1000.0)
+        return self.codec.encode_batch(messages, records, result, picks=picks)
 
     def _coerce(
         self, decoded: list[tuple[Message, list[dict[str, Any]]]], dead: list[Output]
@@ -394,7 +397,7 @@ class StreamLoop:
         else:
             if result.n_rows == batch.n_rows == len(decoded):  # one record per message
                 return result, []
-            predictions = result.to_records()
+            predictions = self.codec.predictions(result)
             out, start = [], 0
             for item, size in zip(decoded, sizes, strict=True):
                 out.append((item, predictions[start:start + size]))
@@ -407,7 +410,7 @@ class StreamLoop:
             start += size
             try:
                 result = self.runner.predict(one, source="stream", request_id=item[0].request_id)
-                out.append((item, result.to_records()))
+                out.append((item, self.codec.predictions(result)))
             except ModelportError as exc:
                 dead.append(self.codec.dead_letter(item[0], PREDICTION_FAILED, str(exc)))
         return None, out
@@ -530,9 +533,13 @@ class StreamLoop:
         self.runner = runner
         self.codec = MessageCodec(model=runner.name, version=runner.version,
                                   passthrough=self.options.passthrough,
-                                  dead_letter_topic=dead_letter_topic)
+                                  dead_letter_topic=dead_letter_topic,
+                                  signature=runner.model.signature,
+                                  passthrough_extra=self.options.extra_columns == "passthrough")
         self._rows = RowReader(runner.model.signature, self.codec.passthrough,
                                allow_extra=self.options.allow_extra)
+        if self.codec.inputs is not None:  # fields to copy are known only record by record
+            self._rows.enabled = False
 
     def _update_lag(self) -> None:
         if self.metrics is None:

@@ -32,6 +32,9 @@ class Message:
     value: bytes | None
     headers: Headers = ()
     timestamp_ms: int | None = None
+    #: the entry's own fields when the source has fields (a Redis Streams entry written with
+    #: plain fields: ``XADD s * f0 1.0 f1 2.0``), so a dead letter can give them back unchanged
+    fields: tuple[tuple[bytes, bytes], ...] | None = None
 
     def header(self, name: str) -> bytes | None:
         for k, v in self.headers:

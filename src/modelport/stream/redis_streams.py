@@ -1,7 +1,12 @@
 """Redis Streams: a consumer-group ``Source`` (``XREADGROUP`` / ``XACK``) and an ``XADD`` ``Sink``.
 
-An entry carries its JSON payload in the field ``value``, optionally a ``key`` field, and headers
-as fields named ``h:<header>``. A worker first re-reads its own pending entries (read but never
+An entry carries its input either as a JSON payload in the field ``value`` or as plain fields,
+one per input (``XADD s * f0 1.0 f1 2.0``: each value is read as JSON when it is JSON — numbers,
+``true``, ``null`` — and as text otherwise); optionally a ``key`` field, and headers as fields
+named ``h:<header>``. A dead letter of a plain-fields entry holds the entry's own fields again,
+unchanged, beside the ``h:error…`` headers: nothing of the message is lost.
+
+A worker first re-reads its own pending entries (read but never
 acknowledged before a crash), and periodically claims entries that another consumer left pending
 for longer than ``claim_idle_ms`` (``XAUTOCLAIM``), so a consumer that died is not a loss.
 Offsets are entry ids (``"1700000000000-0"``); the partition is always 0.
@@ -14,6 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import redis
 
 from modelport.stream.message import Message, Output
@@ -23,14 +29,31 @@ from modelport.stream.source import RevokeHook
 log = logging.getLogger("modelport.stream.redis")
 
 _HEADER = "h:"
+_PREFIX = _HEADER.encode()
 
 
 def _entry_to_message(stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Message:
     headers = tuple((k.decode()[len(_HEADER):], v) for k, v in fields.items()
                     if k.startswith(_HEADER.encode()))
     ms = entry_id.split(b"-", 1)[0]
-    return Message(stream, 0, entry_id.decode(), fields.get(b"key"), fields.get(b"value"),
-                   headers, int(ms) if ms.isdigit() else None)
+    timestamp = int(ms) if ms.isdigit() else None
+    value = fields.get(b"value")
+    if value is not None:
+        return Message(stream, 0, entry_id.decode(), fields.get(b"key"), value, headers,
+                       timestamp)
+    plain = {k: v for k, v in fields.items() if k != b"key" and not k.startswith(_PREFIX)}
+    record = {k.decode("utf-8", "replace"): _field_value(v) for k, v in plain.items()}
+    return Message(stream, 0, entry_id.decode(), fields.get(b"key"),
+                   orjson.dumps(record) if record else None, headers, timestamp,
+                   tuple(fields.items()))
+
+
+def _field_value(raw: bytes) -> Any:
+    """A plain field's value: its JSON reading when it is JSON (``1.0``, ``true``), else text."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")
 
 
 class RedisStreamSource:
@@ -143,11 +166,16 @@ class RedisStreamSink:
         assert self.client is not None, "call start() first"
         pipe = self.client.pipeline(transaction=False)
         for out in outputs:
-            fields: dict[Any, Any] = {"value": out.value}
-            if out.key is not None:
-                fields["key"] = out.key
+            source = out.source
+            if out.dead_letter and source is not None and source.fields is not None:
+                # the entry's own fields, unchanged (its headers replaced by the dead letter's)
+                fields = {k: v for k, v in source.fields if not k.startswith(_PREFIX)}
+            else:
+                fields = {b"value": out.value}
+                if out.key is not None:
+                    fields[b"key"] = out.key
             for k, v in out.headers:
-                fields[_HEADER + k] = v
+                fields[(_HEADER + k).encode()] = v
             pipe.xadd(out.topic or self.stream, fields, maxlen=self.maxlen,
                       approximate=self.maxlen is not None)
         try:

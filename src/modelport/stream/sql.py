@@ -1,9 +1,12 @@
 """``SqlSink``: keep a database table updated as events arrive, one row per input record.
 
-Rows are upserted on ``key_columns``: by default the input's position (topic, partition, offset,
-index), so a batch written again after a crash replaces its own rows and a table never holds two
-rows for one input. A business key (say ``customer``, given with ``--key``, which also copies it)
-keeps the latest prediction per key instead. PostgreSQL, SQLite (``ON CONFLICT``) and MySQL /
+Rows are the tabular form of :mod:`modelport.core.schema` (key / passthrough columns,
+``prediction_id``, ``prediction``, ``probability_<class>``, further outputs as JSON, ``model``,
+``version``, ``predicted_at``). They are upserted on ``key_columns``: by default
+``prediction_id`` (``<topic>-<partition>-<offset>``), so a batch written again after a crash
+replaces its own rows and a table never holds two rows for one input. A business key (say
+``customer``, given with ``--key``, which also copies it) keeps the latest prediction per key
+instead. PostgreSQL, SQLite (``ON CONFLICT``) and MySQL /
 MariaDB (``ON DUPLICATE KEY``) are supported. The table is created on first write when missing,
 with column types taken from the first outputs.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,21 +27,14 @@ from modelport.stream.sink import RefusedOutputs, SinkError
 
 log = logging.getLogger("modelport.stream.sql")
 
-#: the input's position: unique per input record
-POSITION_KEY = ("input_topic", "input_partition", "input_offset", "input_index")
+#: the prediction id, made from the input's position: unique per input record
+POSITION_KEY = ("prediction_id",)
 
 _FIXED: dict[str, sa.types.TypeEngine[Any]] = {
-    "input_topic": sa.String(255),
-    "input_partition": sa.Integer(),
-    "input_offset": sa.String(64),
-    "input_index": sa.Integer(),
-    "key": sa.String(255),
-    "probabilities": sa.JSON(),
-    "outputs": sa.JSON(),
+    "prediction_id": sa.String(255),
     "model": sa.String(255),
-    "model_version": sa.Integer(),
-    "latency_ms": sa.Float(),
-    "request_id": sa.String(255),
+    "version": sa.BigInteger(),
+    "predicted_at": sa.DateTime(timezone=True),
 }
 
 
@@ -168,9 +165,17 @@ class SqlSink:
 
 
 def _row(output: Output) -> dict[str, Any]:
+    """The output's record in the tabular form: probabilities one column per class."""
     assert output.record is not None
-    row = dict(output.record)
-    row["input_offset"] = str(row["input_offset"])
+    row: dict[str, Any] = {}
+    for name, value in output.record.items():
+        if name == "probabilities" and isinstance(value, dict):
+            for cls, p in value.items():
+                row[f"probability_{cls}"] = p
+        elif name == "predicted_at" and isinstance(value, str):
+            row[name] = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        else:
+            row[name] = value
     return row
 
 
@@ -180,8 +185,8 @@ def _infer(rows: Sequence[Mapping[str, Any]], name: str) -> sa.types.TypeEngine[
         return sa.Boolean()
     if isinstance(value, int):
         return sa.BigInteger()
-    if isinstance(value, float):
-        return sa.Float()
+    if isinstance(value, float) or name.startswith("probability_"):
+        return sa.Float(precision=53)
     if isinstance(value, str) or value is None:
         return sa.String(255)
     return sa.JSON()
