@@ -265,7 +265,9 @@ def _choose(limits: Thresholds, rows: int, kind: Kind) -> Method:
     return "chisquare" if small else "jensenshannon"
 
 
-def _psi(expected: Array, actual: Array) -> float:
+def population_stability_index(expected: Array, actual: Array) -> float:
+    """Population stability index of ``actual`` shares against ``expected`` shares (empty
+    bins count as ``PSI_EPSILON``)."""
     e = np.where(expected == 0, PSI_EPSILON, expected)
     a = np.where(actual == 0, PSI_EPSILON, actual)
     return float(np.sum((a - e) * np.log(a / e)))
@@ -288,8 +290,9 @@ def _numeric_drift(name: str, ref: NumericReference, values: Array,
                             note=f"{ok.size} rows with values; a verdict needs "
                                  f"{limits.min_samples}")
     ok.sort()
-    counts = np.diff(np.searchsorted(ok, ref.edges, side="right"), prepend=0, append=ok.size)
-    psi = _psi(ref.proportions, counts / ok.size)
+    # values equal to an edge count in the upper bin, as in the reference and the live gauges
+    counts = np.diff(np.searchsorted(ok, ref.edges, side="left"), prepend=0, append=ok.size)
+    psi = population_stability_index(ref.proportions, counts / ok.size)
     ks_statistic, wasserstein = _cdf_walk(ref.sorted_values, ok)
     ks_p = _ks_p_value(ref.sorted_values, ok, ks_statistic)
     normed = wasserstein / max(ref.std, 1e-3)  # Evidently's floor for a constant reference
@@ -344,7 +347,7 @@ def _categorical_drift(name: str, ref: CategoricalReference, values: Array,
     observed = np.array([current.get(c, 0) for c in categories], dtype=np.float64)
     total = observed.sum()
     actual = observed / total
-    psi = _psi(expected, actual)
+    psi = population_stability_index(expected, actual)
     js = float(jensenshannon(expected, actual))
     # chi-square needs a positive expectation everywhere: unseen categories get PSI's epsilon
     exp_counts = np.where(expected == 0, PSI_EPSILON, expected)
@@ -384,4 +387,5 @@ __all__ = [
     "Reference",
     "Thresholds",
     "compare",
+    "population_stability_index",
 ]

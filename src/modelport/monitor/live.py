@@ -1,0 +1,176 @@
+"""Live drift gauges inside ``serve`` and ``stream run``: an ``EventBus`` observer.
+
+Each prediction event's input columns are counted into the reference's bins (the same quantile
+bins ``modelport.monitor.drift`` uses for PSI; categories by value), per model version, in
+tumbling windows of ``window_rows`` rows. When a window fills, the PSI, missing share and
+out-of-range share of every feature are set on Prometheus gauges, so a live value and the same
+window's ``compare()`` over the prediction log agree exactly (same bins, same rows). The
+observer keeps counts, never rows, and runs on the event thread, off the request path; KS and
+Wasserstein, which need the rows, come from the log (``modelport monitor drift``).
+
+=============================================== =====================================
+metric                                          labels
+=============================================== =====================================
+``modelport_drift_psi``                         model, version, feature
+``modelport_drift_missing_share``               model, version, feature
+``modelport_drift_out_of_range_share``          model, version, feature
+``modelport_drift_share``                       model, version (features at PSI alert)
+``modelport_drift_windows_total``               model, version
+=============================================== =====================================
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import Counter as PromCounter
+
+from modelport.core.events import PredictionEvent
+from modelport.monitor.drift import (
+    CategoricalReference,
+    NumericReference,
+    Reference,
+    Thresholds,
+    population_stability_index,
+)
+
+log = logging.getLogger("modelport.monitor")
+
+#: (model, version) → the reference to compare with, or None when the version has none
+ReferenceLookup = Callable[[str, int | None], Reference | None]
+
+
+@dataclass
+class _Window:
+    reference: Reference
+    rows: int = 0
+    numeric: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+    missing: Counter[str] = field(default_factory=Counter)
+    outside: Counter[str] = field(default_factory=Counter)
+    categories: dict[str, Counter[str]] = field(default_factory=dict)
+
+
+def psi_of_counts(expected: np.ndarray[Any, Any], counts: np.ndarray[Any, Any]) -> float:
+    """PSI of observed bin ``counts`` against the reference's bin proportions."""
+    total = counts.sum()
+    return population_stability_index(expected, counts / total) if total else 0.0
+
+
+class LiveDrift:
+    """Subscribe with ``service.events.subscribe(live)``; the constructor only stores."""
+
+    def __init__(self, registry: CollectorRegistry, references: ReferenceLookup, *,
+                 window_rows: int = 1000, thresholds: Thresholds | None = None) -> None:
+        self.references = references
+        self.window_rows = window_rows
+        self.thresholds = thresholds or Thresholds()
+        self._windows: dict[tuple[str, int | None], _Window | None] = {}
+        self._lock = threading.Lock()
+        labels = ["model", "version", "feature"]
+        self.psi = Gauge("modelport_drift_psi", "PSI of a feature in the last live window.",
+                         labels, registry=registry, multiprocess_mode="livemostrecent")
+        self.missing = Gauge("modelport_drift_missing_share",
+                             "Share of missing values of a feature in the last live window.",
+                             labels, registry=registry, multiprocess_mode="livemostrecent")
+        self.outside = Gauge("modelport_drift_out_of_range_share",
+                             "Share of a feature's values outside the reference range (or "
+                             "unseen categories) in the last live window.",
+                             labels, registry=registry, multiprocess_mode="livemostrecent")
+        self.share = Gauge("modelport_drift_share",
+                           "Share of features at or above the PSI alert level in the last "
+                           "live window.", ["model", "version"], registry=registry,
+                           multiprocess_mode="livemostrecent")
+        self.windows = PromCounter("modelport_drift_windows",
+                                   "Live drift windows completed.", ["model", "version"],
+                                   registry=registry)
+        #: every completed window's PSI per feature, newest last (tests, the dashboard)
+        self.history: list[tuple[str, int | None, dict[str, float]]] = []
+
+    def __call__(self, event: PredictionEvent) -> None:
+        key = (event.model, event.version)
+        with self._lock:
+            if key not in self._windows:
+                reference = self.references(event.model, event.version)
+                self._windows[key] = _Window(reference) if reference is not None else None
+                if reference is None:
+                    log.info("no reference for %s:%s: live drift is off for it", *key)
+            window = self._windows[key]
+            if window is None:
+                return
+            batch = event.inputs
+            start = 0
+            while start < batch.n_rows:  # split events that cross a window boundary
+                take = min(batch.n_rows - start, self.window_rows - window.rows)
+                part = batch if take == batch.n_rows else batch.slice(start, start + take)
+                self._count(window, part)
+                start += take
+                if window.rows >= self.window_rows:
+                    self._publish(key, window)
+                    window = self._windows[key] = _Window(window.reference)
+
+    def _count(self, window: _Window, batch: Any) -> None:
+        window.rows += batch.n_rows
+        for name, ref in window.reference.features.items():
+            if name not in batch.names:
+                continue
+            values = batch.column(name)
+            if isinstance(ref, NumericReference):
+                arr = np.asarray(values, dtype=np.float64)
+                nan = np.isnan(arr)
+                window.missing[name] += int(nan.sum())
+                ok = arr[~nan]
+                window.outside[name] += int(np.count_nonzero((ok < ref.min) | (ok > ref.max)))
+                counts = np.bincount(np.searchsorted(ref.edges, ok, side="right"),
+                                     minlength=ref.edges.size + 1)
+                previous = window.numeric.get(name)
+                window.numeric[name] = counts if previous is None else previous + counts
+            else:
+                seen = window.categories.setdefault(name, Counter())
+                for value in np.asarray(values, dtype=object).tolist():
+                    if value is None or (isinstance(value, float) and value != value):
+                        window.missing[name] += 1
+                    else:
+                        seen[str(value)] += 1
+
+    def _publish(self, key: tuple[str, int | None], window: _Window) -> None:
+        model, version = key[0], str(key[1])
+        values: dict[str, float] = {}
+        for name, ref in window.reference.features.items():
+            if isinstance(ref, NumericReference):
+                counts = window.numeric.get(name)
+                if counts is None:
+                    continue
+                psi = psi_of_counts(ref.proportions, counts)
+                present = int(counts.sum())
+            else:
+                values_seen = window.categories.get(name, Counter())
+                psi, present = _categorical_psi(ref, values_seen)
+                window.outside[name] = sum(c for k, c in values_seen.items()
+                                           if k not in ref.frequencies)
+            values[name] = psi
+            self.psi.labels(model, version, name).set(psi)
+            self.missing.labels(model, version, name).set(window.missing[name] / window.rows)
+            self.outside.labels(model, version, name).set(
+                window.outside[name] / present if present else 0.0)
+        drifted = sum(1 for v in values.values() if v >= self.thresholds.psi_alert)
+        self.share.labels(model, version).set(drifted / len(values) if values else 0.0)
+        self.windows.labels(model, version).inc()
+        self.history.append((key[0], key[1], values))
+        del self.history[:-100]
+
+
+def _categorical_psi(ref: CategoricalReference, seen: Counter[str]) -> tuple[float, int]:
+    categories = sorted(set(ref.frequencies) | set(seen))
+    expected = np.array([ref.frequencies.get(c, 0.0) for c in categories])
+    counts = np.array([seen.get(c, 0) for c in categories], dtype=np.float64)
+    return psi_of_counts(expected, counts), int(counts.sum())
+
+
+__all__ = ["LiveDrift", "ReferenceLookup", "psi_of_counts"]
