@@ -108,6 +108,8 @@ def save(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         info = flv.save(model, tmp, signature=sig, trusted=trusted)
+        if example_batch is not None:
+            sig = native_output_dtypes(flv, tmp, info, sig, example_batch)
         manifest = Manifest(
             name=name,
             flavor=flv.name,
@@ -137,6 +139,42 @@ def save(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def native_output_dtypes(flv: Any, directory: Path, info: dict[str, Any], sig: Signature,
+                         example: Any) -> Signature:
+    """``sig`` with the dtypes the native model answers in (its ``label`` / ``prediction`` and
+    ``probabilities`` on the example rows): an XGBoost regressor answers float32, a
+    scikit-learn one float64. Accelerated predictors cast their answers back to these."""
+    if sig.task not in ("classification", "regression"):
+        return sig
+    try:
+        result = flv.load(directory, info, sig, trusted=True).predict(example)
+    except Exception:  # the recorded defaults stand; loading is checked again at register
+        return sig
+    found = {"label": result.labels, "prediction": result.labels,
+             "probabilities": result.probabilities}
+    outputs = []
+    for spec in sig.outputs:
+        values = found.get(spec.name)
+        dtype = _dtype_of(values) if values is not None else None
+        outputs.append(ColumnSpec(spec.name, dtype, spec.shape, spec.nullable)
+                       if dtype is not None and dtype != spec.dtype else spec)
+    return sig.with_outputs(outputs, task=sig.task, classes=sig.classes)
+
+
+def _dtype_of(values: Any) -> str | None:
+    import numpy as np
+
+    dtype = np.asarray(values).dtype
+    if dtype.kind in "OUS":
+        return "string"
+    name = "bool" if dtype.kind == "b" else dtype.name
+    return name if name in _NATIVE_DTYPES else None
+
+
+_NATIVE_DTYPES = {"float64", "float32", "int64", "int32", "int16", "int8", "uint8", "uint16",
+                  "uint32", "uint64", "bool"}
 
 
 def _signature(flv: Any, model: Any, signature: Any, example: Any) -> Signature:

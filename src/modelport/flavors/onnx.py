@@ -140,6 +140,9 @@ class OnnxPredictor(Predictor):
         #: graphs store boolean class labels as 0/1 integers; answer booleans like the model
         self._bool_labels = bool(self.classes) and all(
             isinstance(c, bool | np.bool_) for c in self.classes or ())
+        #: the native model's output dtypes (recorded in the signature): answers are cast to
+        #: them, so an accelerated model answers in the same types as the native one
+        self._native = _native_dtypes(signature)
         self._matrix = (signature.kind == "columns" and len(self._inputs) == 1
                         and len(signature.inputs) >= 1 and self._inputs[0][2] == 2)
         #: graph input name -> batch column; by name, else by position when counts agree
@@ -179,6 +182,17 @@ class OnnxPredictor(Predictor):
         return self._class_array is not None
 
     def predict(self, batch: Batch) -> Result:
+        result = self._predict(batch)
+        labels_to, proba_to = self._native
+        labels, proba = result.labels, result.probabilities
+        if labels_to is not None and labels is not None and labels.dtype != labels_to \
+                and labels.dtype.kind in "biuf":
+            result.labels = labels.astype(labels_to)
+        if proba_to is not None and proba is not None and proba.dtype != proba_to:
+            result.probabilities = proba.astype(proba_to)
+        return result
+
+    def _predict(self, batch: Batch) -> Result:
         try:
             values = self.native.run(None, self.feeds(batch))
         except Exception as exc:  # onnxruntime's errors are untyped
@@ -200,6 +214,19 @@ class OnnxPredictor(Predictor):
         if self._signature.task == "regression":
             return Result(batch.n_rows, labels=np.asarray(values[0]).reshape(batch.n_rows))
         return Result(batch.n_rows, outputs={k: np.asarray(v) for k, v in outputs.items()})
+
+
+def _native_dtypes(signature: Signature) -> tuple[np.dtype[Any] | None, np.dtype[Any] | None]:
+    """The dtypes of the primary output and of the probabilities the signature records (numeric
+    ones only: labels of text stay as the graph gives them)."""
+    specs = {o.name: o for o in signature.outputs if not o.shape or o.name == "probabilities"}
+    label = specs.get("label") or specs.get("prediction")
+    labels_to = np.dtype(label.dtype) if label is not None and label.dtype != "string" \
+        and not label.shape else None
+    proba = specs.get("probabilities")
+    proba_to = np.dtype(proba.dtype) if proba is not None and proba.dtype.startswith("float") \
+        else None
+    return labels_to, proba_to
 
 
 class OnnxFlavor(Flavor):
