@@ -13,7 +13,7 @@ import modelport
 def test_exported_members() -> None:
     assert sorted(modelport.__all__) == [
         "Batch", "ColumnSpec", "Model", "ModelportError", "Registry", "Result", "Signature",
-        "__version__", "load", "save",
+        "__version__", "feedback", "load", "save",
     ]
     for name in modelport.__all__:
         assert getattr(modelport, name) is not None

@@ -36,11 +36,24 @@ def load(path_or_ref: str, *, trusted: bool = False, registry: object | None = N
     return reg.load(path_or_ref, trusted=trusted)
 
 
+def feedback(prediction_id: str | None = None, **fields: object) -> int:
+    """Record the truth about a logged prediction: ``modelport.feedback(pid, label="yes")``
+    (or ``value=``, ``reward=``; ``entity_key=`` + ``at=``/``window=`` without an id). See
+    :func:`modelport.log.feedback`."""
+    from modelport.log import feedback as store_feedback
+
+    return store_feedback(prediction_id, **fields)  # type: ignore[arg-type]
+
+
 def __getattr__(name: str) -> object:
     if name == "Registry":  # imported lazily: SQLAlchemy is only needed for the registry
         from modelport.registry import Registry
 
         return Registry
+    if name == "log":  # the prediction log (imports pyarrow datasets and DuckDB when read)
+        import importlib
+
+        return importlib.import_module("modelport.log")
     raise AttributeError(f"module 'modelport' has no attribute {name!r}")
 
 
@@ -53,6 +66,7 @@ __all__ = [
     "Result",
     "Signature",
     "__version__",
+    "feedback",
     "load",
     "save",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from modelport.bundle.hashing import verify_tree
 from modelport.bundle.manifest import Manifest
 from modelport.bundle.signature import ExtraColumns, Signature
 from modelport.core.batch import Array, Batch, Result
+from modelport.core.events import EventBus, PredictionEvent
 from modelport.errors import ModelportError, PredictionError, UnsupportedModelError
 from modelport.flavors import Predictor, get_flavor
 
@@ -44,6 +46,11 @@ class Model:
         self._load_lock = threading.Lock()
         self.path = path
         self.version = version
+        #: set by ``modelport.log.enable(model)``: every ``predict*`` call is then published as a
+        #: prediction event (the Python API's opt-in prediction log)
+        self.events: EventBus | None = None
+        #: the prediction id of the last logged call (``P``; rows ``P-0`` … for several rows)
+        self.last_prediction_id: str | None = None
 
     @property
     def predictor(self) -> Predictor:
@@ -95,12 +102,21 @@ class Model:
         return self.signature.coerce(data, allow_extra=allow_extra, extra=extra)
 
     def predict_batch(self, batch: Batch) -> Result:
+        events = self.events
+        start = time.perf_counter() if events is not None else 0.0
         try:
-            return self.predictor.predict(batch)
+            result = self.predictor.predict(batch)
         except ModelportError:
             raise
         except Exception as exc:
             raise PredictionError(f"model {self.ref} failed to predict: {exc}") from exc
+        if events is not None:
+            event = PredictionEvent(model=self.name, version=self.version, inputs=batch,
+                                    outputs=result, source="python",
+                                    latency_ms=(time.perf_counter() - start) * 1000.0)
+            self.last_prediction_id = event.id
+            events.publish(event)
+        return result
 
     def predict(self, data: Any) -> Array:
         result = self.predict_batch(self.coerce(data))

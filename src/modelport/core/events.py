@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from modelport.core.batch import Batch, Result
@@ -33,8 +33,12 @@ class PredictionEvent:
     endpoint: str | None = None
     variant: str | None = None
     request_id: str | None = None
+    #: the request's prediction id ``P``: rows are ``P`` (one row) or ``P-0`` … ``P-<n-1>``
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     timestamp: float = field(default_factory=time.time)
+    #: per-row prediction ids when the adapter has its own (batch ``<run>-<row>``, stream
+    #: ``<topic>-<partition>-<offset>``); ``None``: derived from ``id``
+    row_ids: Sequence[str] | None = None
 
     @property
     def n_rows(self) -> int:

@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -87,6 +87,7 @@ class _Pending:
     endpoint: str | None
     variant: str | None
     enqueued: float
+    prediction_id: str | None = None
 
 
 class Runner:
@@ -190,10 +191,15 @@ class Runner:
         request_id: str | None = None,
         endpoint: str | None = None,
         variant: str | None = None,
+        prediction_id: str | None = None,
+        row_ids: Sequence[str] | None = None,
     ) -> Result:
+        """Predict ``batch`` now. ``prediction_id`` (default: a new id) and ``row_ids`` name the
+        rows in the prediction event, see :class:`~modelport.core.events.PredictionEvent`."""
         start = time.perf_counter()
         result = self._call(batch)
-        self._emit(batch, result, start, source, request_id, endpoint, variant)
+        self._emit(batch, result, start, source, request_id, endpoint, variant, prediction_id,
+                   row_ids)
         return result
 
     def _call(self, batch: Batch) -> Result:
@@ -217,12 +223,14 @@ class Runner:
         return result
 
     def _emit(self, batch: Batch, result: Result, start: float, source: str,
-              request_id: str | None, endpoint: str | None, variant: str | None) -> None:
+              request_id: str | None, endpoint: str | None, variant: str | None,
+              prediction_id: str | None = None, row_ids: Sequence[str] | None = None) -> None:
         if self.events.has_observers:
             self.events.publish(PredictionEvent(
                 model=self.model.name, version=self.model.version, inputs=batch, outputs=result,
                 latency_ms=(time.perf_counter() - start) * 1000.0, source=source,
-                endpoint=endpoint, variant=variant, request_id=request_id, id=new_id(),
+                endpoint=endpoint, variant=variant, request_id=request_id,
+                id=prediction_id or new_id(), row_ids=row_ids,
             ))
 
     # ------------------------------------------------------------------ micro-batched path
@@ -247,6 +255,7 @@ class Runner:
         endpoint: str | None = None,
         variant: str | None = None,
         timeout: float | None = None,
+        prediction_id: str | None = None,
     ) -> Result:
         """Predict ``batch`` as part of the next vectorized call and return its slice.
 
@@ -258,7 +267,8 @@ class Runner:
             result = self._call(batch)
             if self.on_batch is not None:
                 self.on_batch(self, batch.n_rows)
-            self._emit(batch, result, start, source, request_id, endpoint, variant)
+            self._emit(batch, result, start, source, request_id, endpoint, variant,
+                       prediction_id)
             return result
         self._admit(batch)
         loop = asyncio.get_running_loop()
@@ -266,7 +276,7 @@ class Runner:
             self._start_worker(loop)
         future: asyncio.Future[Result] = loop.create_future()
         self._pending.append(_Pending(batch, future, request_id, source, endpoint, variant,
-                                      time.monotonic()))
+                                      time.monotonic(), prediction_id))
         self._pending_rows += batch.n_rows
         self._drained.clear()
         assert self._wake is not None
@@ -370,7 +380,7 @@ class Runner:
             if not item.future.done():
                 item.future.set_result(result)
             self._emit(item.batch, result, start, item.source, item.request_id, item.endpoint,
-                       item.variant)
+                       item.variant, item.prediction_id)
 
     async def _in_thread(self, batch: Batch) -> Result:
         try:

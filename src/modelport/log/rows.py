@@ -1,0 +1,179 @@
+"""Prediction events → rows of the predictions table (Arrow), after each model's log policy.
+
+Events are buffered as they come (a deque append) and turned into columns only here, at flush
+time, a whole group of events at once: one ``np.concatenate`` per column instead of Python work
+per prediction. Events of one model version with the same input names and outputs form a group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from modelport.core.batch import Array, Batch, Result
+from modelport.core.events import PredictionEvent
+from modelport.log.config import ModelLogPolicy
+from modelport.log.schema import PREDICTION_COLUMNS, output_column, probability_column
+
+_DAY_US = 86_400_000_000
+
+
+def row_ids(event: PredictionEvent) -> list[str]:
+    """The prediction ids of an event's rows: given ones, ``P`` for one row, else ``P-i``."""
+    given = getattr(event, "row_ids", None)
+    if given is not None:
+        return list(given)
+    if event.n_rows == 1:
+        return [event.id]
+    return [f"{event.id}-{i}" for i in range(event.n_rows)]
+
+
+def _group_key(event: PredictionEvent) -> tuple[Any, ...]:
+    out = event.outputs
+    return (event.model, event.version, event.inputs.names,
+            tuple(out.classes) if out.classes is not None else None,
+            out.labels is not None, out.probabilities is not None, tuple(out.outputs))
+
+
+def group_events(events: Iterable[PredictionEvent]) -> list[list[PredictionEvent]]:
+    groups: dict[tuple[Any, ...], list[PredictionEvent]] = {}
+    for event in events:
+        groups.setdefault(_group_key(event), []).append(event)
+    return list(groups.values())
+
+
+def to_table(events: Sequence[PredictionEvent], policy: ModelLogPolicy, *, salt: str = "",
+             rng: random.Random | None = None) -> pa.Table:
+    """One group's rows (see :func:`group_events`) as a predictions table."""
+    first = events[0]
+    sizes = [e.n_rows for e in events]
+    n = sum(sizes)
+    ids: list[str] = []
+    for event in events:
+        ids.extend(row_ids(event))
+    at_us = np.repeat(np.array([int(e.timestamp * 1_000_000) for e in events], dtype=np.int64),
+                      sizes)
+    inputs = Batch.concat([e.inputs for e in events]) if len(events) > 1 else first.inputs
+    columns: dict[str, pa.Array] = {
+        "prediction_id": pa.array(ids, pa.string()),
+        "predicted_at": pa.array(at_us, pa.timestamp("us", tz="UTC")),
+        "date": _dates(at_us),
+        "model": pa.array([first.model] * n, pa.string()),
+        "version": pa.array([first.version] * n, pa.int64()),
+        "endpoint": _repeat_str([e.endpoint for e in events], sizes),
+        "variant": _repeat_str([e.variant for e in events], sizes),
+        "request_id": _repeat_str([e.request_id for e in events], sizes),
+        "source": _repeat_str([e.source for e in events], sizes),
+        "entity_key": _entity_keys(inputs, policy),
+        "latency_ms": pa.array(np.repeat(np.array([e.latency_ms for e in events]), sizes),
+                               pa.float64()),
+        "inputs": _inputs(inputs, policy, salt),
+    }
+    columns.update(_outputs([e.outputs for e in events], n))
+    table = pa.table(columns)
+    if policy.sample_rate < 1.0:
+        draw = (rng or random.Random()).random
+        keep = np.fromiter((draw() < policy.sample_rate for _ in range(n)), bool, n)
+        table = table.filter(pa.array(keep))
+    return table
+
+
+def _dates(at_us: Array) -> pa.Array:
+    days = at_us // _DAY_US
+    if len(days) and days.min() == days.max():  # the usual flush: one day
+        text = datetime.fromtimestamp(int(days[0]) * 86_400, UTC).strftime("%Y-%m-%d")
+        return pa.array([text] * len(days), pa.string())
+    return pa.array([datetime.fromtimestamp(int(d) * 86_400, UTC).strftime("%Y-%m-%d")
+                     for d in days], pa.string())
+
+
+def _repeat_str(values: list[str | None], sizes: list[int]) -> pa.Array:
+    if len(set(values)) == 1:
+        return pa.array([values[0]] * sum(sizes), pa.string())
+    out: list[str | None] = []
+    for value, size in zip(values, sizes, strict=True):
+        out.extend([value] * size)
+    return pa.array(out, pa.string())
+
+
+def _entity_keys(inputs: Batch, policy: ModelLogPolicy) -> pa.Array:
+    name = policy.entity_key
+    values: Array | None = None
+    if name is not None and name in inputs.names:
+        values = inputs.column(name)
+    elif name is not None and inputs.keys is not None:
+        values = inputs.keys
+    if values is None:
+        return pa.nulls(inputs.n_rows, pa.string())
+    return pa.array([None if v is None else str(v) for v in values.tolist()], pa.string())
+
+
+def _inputs(inputs: Batch, policy: ModelLogPolicy, salt: str) -> pa.Array:
+    names = [n for n in inputs.names
+             if (policy.include is None or n in policy.include) and n not in policy.drop]
+    if not names:
+        return pa.nulls(inputs.n_rows, pa.struct([]))
+    hashed = set(policy.hash)
+    arrays = []
+    for name in names:
+        column = inputs.column(name)
+        arrays.append(_hash(column, salt) if name in hashed else to_arrow(column))
+    return pa.StructArray.from_arrays(arrays, names=names)
+
+
+def _hash(column: Array, salt: str) -> pa.Array:
+    prefix = salt.encode()
+    return pa.array([None if v is None else
+                     hashlib.sha256(prefix + str(v).encode()).hexdigest()
+                     for v in column.tolist()], pa.string())
+
+
+def to_arrow(column: Array) -> pa.Array:
+    """A NumPy column as Arrow: scalars as they are, 2-D and more as (nested) lists."""
+    if column.ndim > 1:
+        flat = to_arrow(column.reshape(column.shape[0] * column.shape[1], *column.shape[2:]))
+        offsets = np.arange(0, column.shape[0] * column.shape[1] + 1, column.shape[1],
+                            dtype=np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), flat)
+    if column.dtype.kind == "O":
+        return pa.array(column.tolist())
+    if column.dtype.kind == "u":  # table formats have no unsigned integers
+        return pa.array(column.astype(np.int64))
+    if column.dtype == np.float16:
+        return pa.array(column.astype(np.float32))
+    return pa.array(column)
+
+
+def _outputs(results: list[Result], n: int) -> dict[str, pa.Array]:
+    first = results[0]
+    out: dict[str, pa.Array] = {}
+
+    def joined(pick: Any) -> Array:
+        parts = [pick(r) for r in results]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    if first.labels is not None:
+        out["prediction"] = to_arrow(joined(lambda r: r.labels))
+    elif len(first.outputs) == 1:
+        out["prediction"] = to_arrow(joined(lambda r: next(iter(r.outputs.values()))))
+    else:
+        out["prediction"] = pa.nulls(n, pa.string())
+    if first.probabilities is not None and first.classes is not None:
+        proba = joined(lambda r: r.probabilities).astype(np.float64, copy=False)
+        for i, cls in enumerate(first.classes):
+            out[probability_column(cls)] = pa.array(np.ascontiguousarray(proba[:, i]))
+    if first.labels is not None or len(first.outputs) > 1:
+        for name in first.outputs:
+            out[output_column(name)] = to_arrow(joined(lambda r, k=name: r.outputs[k]))
+    return out
+
+
+FIXED = [name for name, _ in PREDICTION_COLUMNS]
+
+__all__ = ["group_events", "row_ids", "to_arrow", "to_table"]
