@@ -22,8 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats as sps
-
 
 @dataclass(frozen=True)
 class Moments:
@@ -112,6 +110,8 @@ def compare(control: Moments, treatment: Moments, *, alpha: float = 0.05,
         tau = 0.1 * pooled
     tau2 = tau * tau
     if v > 0:
+        from scipy import stats as sps  # on first use: importing SciPy takes seconds
+
         z = sps.norm.ppf(1 - alpha / 2)
         ci = (diff - z * math.sqrt(v), diff + z * math.sqrt(v))
         p = float(2 * sps.norm.sf(abs(diff) / math.sqrt(v)))
@@ -154,6 +154,8 @@ def sample_ratio_mismatch(observed: Mapping[str, int], weights: Mapping[str, flo
         return None
     weight_sum = sum(weights[n] for n in names)
     expected = {n: total * weights[n] / weight_sum for n in names}
+    from scipy import stats as sps  # on first use: importing SciPy takes seconds
+
     result = sps.chisquare([observed.get(n, 0) for n in names], [expected[n] for n in names])
     chi2, p = float(result.statistic), float(result.pvalue)
     return SampleRatio({n: int(observed.get(n, 0)) for n in names}, expected, chi2, p,
