@@ -111,7 +111,7 @@ def key_and_keep(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, 
     if args.passthrough:
         _deprecated("--passthrough", "--keep")
     key = _csv([*args.key, *args.key_columns])
-    keep = _csv([*args.key, *args.keep, *args.passthrough])
+    keep = _csv([*args.key, *args.key_columns, *args.keep, *args.passthrough])
     return key, keep
 
 
