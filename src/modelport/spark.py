@@ -6,7 +6,10 @@
 ...   .select("customer_id", "score.prediction", "score.probability_1")
 
 The UDF takes one struct column holding (at least) the model's input columns and returns a
-struct: ``prediction`` plus ``probability_<class>`` for classifiers. Each executor process loads
+struct in the tabular form of :mod:`modelport.core.schema`: ``prediction_id`` (``<P>-<i>`` for
+row ``i`` of each Arrow batch, ``P`` a fresh id per batch), ``prediction``,
+``probability_<class>`` for classifiers, further outputs, ``model``, ``version`` and
+``predicted_at``. Each executor process loads
 the model once (from the bundle folder, which executors must be able to read: a shared
 filesystem, or ``local[*]`` mode) and scores Arrow batches with the same core as every other
 form; ONNX acceleration applies when the model converts faithfully.
@@ -15,11 +18,13 @@ form; ONNX acceleration applies when the model converts faithfully.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd  # at runtime: PySpark reads the UDF's type hints to pick its kind
 
 from modelport.bundle.signature import Signature
+from modelport.core.schema import PredictionSchema, row_ids
 from modelport.errors import ConfigurationError, UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -29,16 +34,10 @@ if TYPE_CHECKING:
 def result_type(signature: Signature) -> Any:
     """The Spark struct type the UDF returns for a model with this signature."""
     from pyspark.sql import types as T
+    from pyspark.sql.pandas.types import from_arrow_type
 
-    label = next((s for s in signature.outputs if s.name in ("label", "prediction")), None)
-    kinds = {"string": T.StringType(), "bool": T.BooleanType(), "int64": T.LongType(),
-             "int32": T.LongType()}
-    fields = [T.StructField("prediction",
-                            kinds.get(label.dtype, T.DoubleType()) if label else T.DoubleType())]
-    if signature.task == "classification" and signature.classes is not None:
-        fields += [T.StructField(f"probability_{c}", T.DoubleType())
-                   for c in signature.classes]
-    return T.StructType(fields)
+    schema = PredictionSchema.of(signature).arrow_schema()
+    return T.StructType([T.StructField(f.name, from_arrow_type(f.type)) for f in schema])
 
 
 def predict_udf(ref: str, *, trusted: bool = False, accelerate: str = "auto",
@@ -61,16 +60,18 @@ def predict_udf(ref: str, *, trusted: bool = False, accelerate: str = "auto",
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from modelport.batch.task import runner_for
+        from modelport.core.runner import new_id
 
         runner = runner_for(path, trusted, accelerate)  # type: ignore[arg-type]
+        schema = PredictionSchema.of(signature)
         for frame in batches:
-            result = runner.predict(signature.coerce(frame[names]), source="spark")
-            out = pd.DataFrame({"prediction": result.labels if result.labels is not None
-                                else next(iter(result.outputs.values()))})
-            if result.probabilities is not None and signature.classes is not None:
-                for j, cls in enumerate(signature.classes):
-                    out[f"probability_{cls}"] = result.probabilities[:, j]
-            yield out
+            request_id = new_id()
+            result = runner.predict(signature.coerce(frame[names]), source="spark",
+                                    request_id=request_id)
+            table = schema.table(result, ids=row_ids(request_id, result.n_rows),
+                                 model=runner.name, version=runner.version,
+                                 predicted_at=datetime.now(UTC))
+            yield table.to_pandas()
 
     return pandas_udf(score, result_type(signature))
 

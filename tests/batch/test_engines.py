@@ -37,7 +37,7 @@ def _same_as_local(bundle: Path, tmp_path: Path, engine: str) -> None:
     _, local = _run(bundle, tmp_path, "local")
     assert (summary.rows_in, summary.rows_out, summary.rejected) == (900, 898, 2)
     assert summary.engine.startswith(engine)
-    drop = ["run_id", "scored_at"]
+    drop = ["prediction_id", "predicted_at"]
     assert table.drop_columns(drop).equals(local.drop_columns(drop))
     assert pq.read_table(summary.rejects)["id"].to_pylist() == [7, 500]
 
@@ -59,7 +59,7 @@ def test_dask_scheduler_address(classifier_bundle: Path, tmp_path: Path, home: P
                               engine_address=cluster.scheduler_address)
     _, local = _run(classifier_bundle, tmp_path, "local")
     assert cluster.scheduler_address in summary.engine
-    drop = ["run_id", "scored_at"]
+    drop = ["prediction_id", "predicted_at"]
     assert table.drop_columns(drop).equals(local.drop_columns(drop))
 
 
@@ -94,8 +94,13 @@ def test_predict_udf_in_a_users_spark_job(classifier_bundle: Path, spark: Any) -
     df = spark.createDataFrame([tuple(r) for r in data.itertuples(index=False)],
                                schema="id long, f0 double, f1 double, f2 double, f3 double")
     score = predict_udf(str(classifier_bundle))
-    rows = (df.withColumn("s", score(F.struct(*df.columns)))
-            .select("id", "s.prediction", "s.probability_1").orderBy("id").collect())
+    scored = df.withColumn("s", score(F.struct(*df.columns)))
+    assert scored.schema["s"].dataType.fieldNames() == [
+        "prediction_id", "prediction", "probability_0", "probability_1", "model", "version",
+        "predicted_at"]  # the tabular form of the prediction schema
+    rows = (scored.select("id", "s.prediction", "s.probability_1", "s.prediction_id",
+                          "s.version").orderBy("id").collect())
+    assert len({r["prediction_id"] for r in rows}) == 300
     model = modelport.load(str(classifier_bundle))
     assert [r["id"] for r in rows] == list(range(300))
     np.testing.assert_array_equal([r["prediction"] for r in rows],

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import numpy as np
 
@@ -135,12 +137,74 @@ class Model:
         assert result.probabilities is not None
         return result.probabilities
 
+    def predict_table(self, data: Any, *, keep: Sequence[str] = (),
+                      extra: ExtraColumns | None = None) -> Any:
+        """Predictions of ``data`` as an Arrow table in the one prediction schema
+        (:mod:`modelport.core.schema`): the ``keep`` columns of ``data`` first, then
+        ``prediction_id``, ``prediction``, ``probability_<class>``, further outputs, ``model``,
+        ``version`` and ``predicted_at`` (``.to_pandas()`` for a DataFrame). With
+        ``extra="passthrough"`` every column the model does not take is kept too."""
+        from modelport.core.schema import PredictionSchema, row_ids
+
+        keep = list(keep)
+        if extra == "passthrough":
+            keep += [n for n in self.signature.extra_names(_names(data)) if n not in keep]
+        schema = PredictionSchema.of(self.signature, keys=keep)
+        result = self.predict_batch(self.coerce(data, extra=extra))
+        base = (self.last_prediction_id if self.events is not None else None) or uuid4().hex
+        return schema.table(result, ids=row_ids(base, result.n_rows, single=result.n_rows == 1),
+                            model=self.name, version=self.version,
+                            predicted_at=datetime.now(UTC),
+                            keys={k: _column(data, k) for k in keep})
+
+    def predict_records(self, data: Any, *, keep: Sequence[str] = (),
+                        extra: ExtraColumns | None = None) -> list[dict[str, Any]]:
+        """:meth:`predict_table` in the record form: one JSON-ready dict per row."""
+        from modelport.core.schema import PredictionSchema, timestamp_text
+
+        out = []
+        classes = PredictionSchema.of(self.signature).classes or ()
+        for row in self.predict_table(data, keep=keep, extra=extra).to_pylist():
+            record: dict[str, Any] = {}
+            probabilities = {c: row.pop(f"probability_{c}") for c in classes}
+            for name, value in row.items():
+                if name == "model" and classes:
+                    record["probabilities"] = probabilities
+                record[name] = timestamp_text(value) if isinstance(value, datetime) else value
+            out.append(record)
+        return out
+
     def learn(self, data: Any, targets: Any) -> None:
         """Incremental update (online flavors such as River)."""
         self.predictor.learn(self.coerce(data), np.asarray(targets))
 
     def __repr__(self) -> str:
         return f"Model({self.ref!r}, flavor={self.flavor!r})"
+
+
+def _names(data: Any) -> list[str]:
+    """The column names of user data (DataFrame, Arrow, records, columns)."""
+    if hasattr(data, "column_names"):
+        return list(data.column_names)
+    if hasattr(data, "columns"):
+        return [str(c) for c in data.columns]
+    if isinstance(data, Mapping):
+        return list(data)
+    if isinstance(data, list) and data and isinstance(data[0], Mapping):
+        return list(dict.fromkeys(k for r in data for k in r))
+    return []
+
+
+def _column(data: Any, name: str) -> Any:
+    """One column of user data as a list or an Arrow / NumPy array."""
+    if hasattr(data, "column_names"):
+        return data.column(name)
+    if hasattr(data, "columns"):
+        return data[name].tolist()
+    if isinstance(data, Mapping):
+        values = data[name]
+        return values if isinstance(values, list | np.ndarray) else [values]
+    return [r.get(name) for r in data]
 
 
 def load_bundle(
