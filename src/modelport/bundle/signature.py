@@ -242,7 +242,10 @@ class Signature:
             return self._from_records([data], keys, allow_extra)
         if isinstance(data, list):
             if data and not isinstance(data[0], Mapping):
-                return self._from_array(_list_to_array(data), keys)
+                matrix = self.rows_matrix(data)
+                if matrix is not None:
+                    return self._matrix_batch(matrix, keys)
+                return self._from_array(_list_to_array(data), keys, from_lists=True)
             return self._from_records(data, keys, allow_extra)
         module = type(data).__module__
         if module.startswith("pyarrow"):
@@ -390,7 +393,20 @@ class Signature:
             return Batch.from_matrix(self.input_names, matrix, keys=keys)
         return Batch(self.input_names, n_rows, columns=cols, keys=keys)
 
-    def _from_array(self, array: Array, keys: Array | None) -> Batch:
+    def rows_matrix(self, rows: Sequence[Any]) -> Array | None:
+        """The float64 matrix of ``rows`` — lists holding every input as an int or float, in
+        signature order — when the inputs are float columns; else None (coerce then checks
+        each column and says what is wrong)."""
+        width = len(self.inputs)
+        if (not self.float_columns or not rows or set(map(type, rows)) != {list}
+                or set(map(len, rows)) != {width}):
+            return None
+        if not set(map(type, itertools.chain.from_iterable(rows))) <= _PLAIN_NUMBERS:
+            return None
+        return np.array(rows, dtype=np.float64)
+
+    def _from_array(self, array: Array, keys: Array | None, *, from_lists: bool = False
+                    ) -> Batch:
         if self.kind == "tensor":
             if len(self.inputs) != 1:
                 raise InvalidInputError(
@@ -408,6 +424,10 @@ class Signature:
                 f"expected rows of {len(self.inputs)} values ({self.input_names}), "
                 f"got an array of shape {list(array.shape)}"
             )
+        if array.dtype.kind == "f" and self.float_columns and not from_lists:
+            # a float matrix for float columns is already what the model takes: check missing
+            # values once for the whole matrix (no split into columns and back)
+            return self._matrix_batch(array, keys)
         cols = {spec.name: array[:, j] for j, spec in enumerate(self.inputs)}
         return self._from_columns(cols, keys, allow_extra=False)
 

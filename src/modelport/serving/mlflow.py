@@ -56,6 +56,10 @@ def decode(body: bytes, content_type: str, model: Model) -> Batch:
             raise InvalidInputError(
                 f"each row of 'dataframe_split.data' must have {len(columns)} values "
                 f"({columns})", field="dataframe_split")
+        if [str(c) for c in columns] == model.signature.input_names:
+            matrix = model.signature.rows_matrix(rows)  # plain numbers for float columns
+            if matrix is not None:
+                return model.signature.from_matrix(matrix)
         return model.coerce({str(c): [r[j] for r in rows] for j, c in enumerate(columns)},
                             extra=EXTRA)
     return model.coerce(data, extra=EXTRA)
