@@ -236,7 +236,9 @@ def test_predict_record_and_records(http: httpx.Client, served: Any) -> None:
     r = http.post("/predict/cancer", json=records[0], headers={"x-request-id": "abc123"})
     assert r.status_code == 200
     body = r.json()
-    assert r.headers["x-request-id"] == "abc123" and body["prediction_id"] == "abc123"
+    assert r.headers["x-request-id"] == "abc123"
+    # the prediction id P is the server's own (uuid4 hex), in the body and x-prediction-id
+    assert body["prediction_id"] == r.headers["x-prediction-id"] != "abc123"
     assert body["version"] == 1 and body["model"] == "cancer"
     assert list(body) == ["prediction_id", "prediction", "probabilities", "model", "version",
                           "predicted_at"]  # the record form of modelport.core.schema
@@ -248,8 +250,9 @@ def test_predict_record_and_records(http: httpx.Client, served: Any) -> None:
     r = http.post("/predict/cancer", json=records)
     answer = r.json()
     assert [p["prediction"] for p in answer["predictions"]] == list(model.predict(frame))
-    rid = r.headers["x-request-id"]
-    assert [p["prediction_id"] for p in answer["predictions"]] == [f"{rid}-0", f"{rid}-1"]
+    pid = r.headers["x-prediction-id"]
+    assert len(pid) == 32 and pid != r.headers["x-request-id"]
+    assert [p["prediction_id"] for p in answer["predictions"]] == [f"{pid}-0", f"{pid}-1"]
     assert (answer["model"], answer["version"]) == ("cancer", 1)
     # a field the model does not take (a client's id) is ignored by default
     r = http.post("/predict/cancer", json={**records[0], "customer": "c-7"})

@@ -63,6 +63,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="seconds to keep serving with readiness off after SIGTERM")
     p.add_argument("--access-log", action="store_true", default=None,
                    help="log every request (one line with its request id)")
+    p.add_argument("--log", action="append", metavar="STORE",
+                   help="write every prediction to the prediction log: delta (under "
+                        "MODELPORT_HOME/log), a folder, s3://bucket/prefix, postgresql://... or "
+                        "kafka://host:port/topic (repeatable; default: MODELPORT_LOG, else off)")
+    p.add_argument("--log-config", metavar="FILE",
+                   help="YAML file of the prediction log's flush cadence and per-model policies "
+                        "(sample_rate, include, drop, hash, entity_key)")
     add_log_format(p)
     sec = p.add_argument_group(
         "security", "authentication, TLS, CORS, model-attack defences (see README: Security)")
@@ -104,7 +111,11 @@ def _serve(args: argparse.Namespace) -> int:
         "host", "port", "grpc_port", "workers", "accelerate", "trusted", "max_batch_rows",
         "max_wait_ms", "max_body_bytes", "max_rows", "request_timeout_s", "max_queue_wait_ms",
         "poll_interval_s", "shutdown_delay_s", "access_log", "extra_columns",
-        "invocations_model")}
+        "invocations_model", "log_config")}
+    log_stores = args.log or [s for s in os.environ.get("MODELPORT_LOG", "").split(",")
+                              if s.strip()]
+    if log_stores:
+        overrides["log"] = tuple(log_stores)
     if args.refs:
         overrides["models"] = tuple(args.refs)
     overrides.update(_security_overrides(args, config))
@@ -112,7 +123,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     missing = missing_registry(settings)
     if missing is not None:  # serving reads the registry: create nothing, say where we looked
-        raise NotFoundError(no_registry_message(missing))
+        if not config.models:
+            raise ConfigurationError(
+                f"no models to serve: the registry is empty ({no_registry_message(missing)})")
+        raise NotFoundError(f"cannot serve {', '.join(config.models)}: "
+                            f"{no_registry_message(missing)}")
     if not config.models:
         config = config.with_overrides(models=_every_model(settings))
     # before model libraries start their thread pools

@@ -76,6 +76,8 @@ class ServingApp:
         self.on_startup: list[Hook] = []
         self.on_shutdown: list[Hook] = []
         self._mounts: list[tuple[str, ASGIApp]] = []
+        #: further gRPC services (generic handlers) served beside the inference service
+        self.grpc_handlers: list[Any] = []
         self._poller: asyncio.Task[None] | None = None
         self._lag_watch: asyncio.Task[None] | None = None
         #: how late the event loop ran a timer lately: requests wait that long to be read
@@ -430,10 +432,13 @@ class ServingApp:
             t_submit = time.perf_counter()
             if PRINCIPAL_KEY in scope:
                 self.access.charge_rows(scope[PRINCIPAL_KEY], batch.n_rows)
+            pid = new_id()  # the prediction id P (rows P-0 …), see modelport.log.schema
             result = await runner.submit(
                 batch, source=protocol, request_id=rid, timeout=self._timeout,
                 endpoint=routed.endpoint if routed else None,
-                variant=routed.variant if routed else None)
+                variant=routed.variant if routed else None, prediction_id=pid,
+                row_ids=[f"{pid}-0"] if simple is not None and not simple.single
+                and batch.n_rows == 1 else None)
             t_answer = time.perf_counter()
             if routed is not None and routed.decision.shadows and self.endpoints:
                 self.endpoints.router.shadow(routed.decision, batch, result)
@@ -441,10 +446,11 @@ class ServingApp:
                 payload, headers = v2.encode(request, result, model, name, rid)
             elif protocol == "simple":
                 assert simple is not None
-                payload, headers = records.encode(result, model, name, simple, rid), _JSON
+                payload, headers = records.encode(result, model, name, simple, pid), _JSON
             else:
                 payload, headers = (v1.encode(result) if protocol == "v1"
                                     else mlflow.encode(result)), _JSON
+            headers = [*headers, (b"x-prediction-id", pid.encode())]
             status = 200
         except Exception as exc:
             status, payload, headers = self._error(protocol, exc, rid)

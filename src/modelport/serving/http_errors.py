@@ -62,9 +62,19 @@ class PayloadTooLarge(errors.InvalidInputError):
     """The request body is over the configured limit (HTTP 413)."""
 
 
+class MethodNotAllowed(errors.InvalidInputError):
+    """The path exists but not for this method (HTTP 405 with ``Allow``)."""
+
+    def __init__(self, message: str, allow: list[str]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
 def status_of(exc: BaseException) -> int:
     if isinstance(exc, PayloadTooLarge):
         return 413
+    if isinstance(exc, MethodNotAllowed):
+        return 405
     if isinstance(exc, errors.ModelportError):
         for cls, status in STATUS:
             if isinstance(exc, cls):
@@ -85,6 +95,8 @@ def error_body(protocol: Protocol, status: int, message: str,
 def headers_of(exc: BaseException) -> list[tuple[bytes, bytes]]:
     if isinstance(exc, errors.AuthenticationError):
         return [(b"www-authenticate", b'Bearer realm="modelport"')]
+    if isinstance(exc, MethodNotAllowed):
+        return [(b"allow", ", ".join(exc.allow).encode())]
     if isinstance(exc, errors.OverloadedError):
         return [(b"retry-after", str(max(1, round(exc.retry_after))).encode())]
     return []

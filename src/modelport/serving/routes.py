@@ -142,6 +142,11 @@ ROUTES: tuple[Route, ...] = (
     Route(_GET, "/health", "public", "mlflow"),
     # Open Inference Protocol V2
     Route(_GET, "/v2", "read"),
+    Route(_GET, "/v2/models/stats", "read"),
+    Route(_GET, "/v2/models/{model}/config", "read"),
+    Route(_GET, "/v2/models/{model}/stats", "read"),
+    Route(_GET, "/v2/models/{model}/versions/{version}/config", "read"),
+    Route(_GET, "/v2/models/{model}/versions/{version}/stats", "read"),
     Route(_GET, "/v2/models/{model}", "read"),
     Route(_GET, "/v2/models/{model}/ready", "read"),
     Route(_GET, "/v2/models/{model}/versions/{version}", "read"),
@@ -152,7 +157,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v2/repository/models/{model}/load", "admin"),
     Route("POST", "/v2/repository/models/{model}/unload", "admin"),
     # KServe V1
+    Route(_GET, "/", "public", "v1"),
+    Route(_GET, "/v1/models", "read", "v1"),
     Route("POST", "/v1/models/{model}:predict", "predict", "v1"),
+    Route("POST", "/v1/models/{model}:explain", "predict", "v1"),
     Route(_GET, "/v1/models/{model}", "read", "v1"),
     # MLflow scoring server
     Route(_GET, "/version", "read", "mlflow"),
@@ -161,6 +169,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/predict/{model}", "predict", "simple"),
     # docs and metrics
     Route(_GET, "/docs", "read"),
+    # Swagger UI's own files (static, the same for everyone): a browser loads them by <script>
+    Route(_GET, "/docs/assets/{name}", "public"),
     Route(_GET, "/openapi.json", "read"),
     Route(_GET, "/metrics", "read"),
     # feedback (issue 12): labels / rewards for logged predictions

@@ -144,6 +144,7 @@ def build_app(config: ServeConfig, settings: Settings, *, shared_ports: bool = F
     from modelport.core.service import InferenceService
     from modelport.registry import Registry
     from modelport.serving.app import create_app
+    from modelport.serving.feedback import attach_prediction_log
     from modelport.serving.lookup import mount_lookup
 
     registry = Registry.from_settings(settings)
@@ -152,6 +153,8 @@ def build_app(config: ServeConfig, settings: Settings, *, shared_ports: bool = F
     app = create_app(service, config)
     # offline serving: /lookup routes (serving/lookup.py) when MODELPORT_LOOKUP names a file
     mount_lookup(app)
+    # prediction log (serve --log) and the feedback routes (serving/feedback.py)
+    attach_prediction_log(app, settings)
     app.load_models()
     _add_grpc(app, config, reuse_port=shared_ports)
     # everything loaded so far lives as long as the process: keep it out of the collector's
@@ -181,7 +184,7 @@ def _add_grpc(app: ServingApp, config: ServeConfig, *, reuse_port: bool = False)
             request_timeout=config.limits.request_timeout_s, ready=lambda: app.ready,
             reuse_port=reuse_port, on_request=app.metrics.observe_request,
             statistics=app.metrics.statistics, load_errors=app.load_errors,
-            access=app.access, tls=config.tls)
+            access=app.access, tls=config.tls, extra_handlers=app.grpc_handlers)
         log.info("gRPC listening on %s:%s", config.host, handle.port)
 
     async def stop() -> None:

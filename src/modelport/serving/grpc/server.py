@@ -20,7 +20,10 @@ import grpc
 
 from modelport.core.service import InferenceService
 from modelport.errors import ConfigurationError
+from modelport.serving.access import AccessControl
+from modelport.serving.auth_config import TlsConfig
 from modelport.serving.grpc import grpc_predict_v2_pb2 as pb
+from modelport.serving.grpc.interceptor import AccessInterceptor, server_credentials
 from modelport.serving.grpc.servicer import SERVICE_NAME, InferenceServicer, RequestObserver
 from modelport.serving.statistics import InferenceStatistics
 
@@ -94,6 +97,9 @@ async def start_grpc_server(
     on_request: RequestObserver | None = None,
     statistics: InferenceStatistics | None = None,
     load_errors: Mapping[str, str] | None = None,
+    access: AccessControl | None = None,
+    tls: TlsConfig | None = None,
+    extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
 ) -> GrpcServerHandle:
     """Listen on ``host:port`` (``0`` picks a free port; see ``handle.port``) and serve.
 
@@ -103,7 +109,8 @@ async def start_grpc_server(
     processes share the port (the supervisor reserves it first, so a port in use still fails).
     ``on_request`` counts each inference request (``ServingMetrics.observe_request``),
     ``statistics`` answers ``ModelStatistics`` and ``load_errors`` (reference -> reason) gives
-    ``RepositoryIndex`` the reason a model is unavailable.
+    ``RepositoryIndex`` the reason a model is unavailable. ``access`` checks every call's token
+    and scope (serving/access.py); ``tls`` serves over TLS (mutual TLS with ``client_ca``).
     """
     if max_message_bytes <= 0:
         raise ConfigurationError(f"max_message_bytes must be positive, got {max_message_bytes}")
@@ -119,10 +126,18 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
+        interceptors=[AccessInterceptor(access)] if access is not None else None,
     )
-    server.add_generic_rpc_handlers((method_handlers(servicer),))
+    # extra_handlers: services beside OIP's, e.g. modelport.FeedbackService (serving/feedback.py)
+    server.add_generic_rpc_handlers((method_handlers(servicer), *extra_handlers))
+    address = f"{_bracketed(host)}:{port}"
     try:
-        bound = server.add_insecure_port(f"{_bracketed(host)}:{port}")
+        if tls is not None and tls.is_on:
+            assert tls.cert is not None and tls.key is not None
+            bound = server.add_secure_port(
+                address, server_credentials(tls.cert, tls.key, tls.client_ca))
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError:
         bound = 0
     if not bound:

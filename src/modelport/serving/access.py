@@ -1,0 +1,216 @@
+"""``AccessControl``: the one check every request passes before its handler runs.
+
+For an HTTP request (:meth:`AccessControl.http`) or a gRPC call (:meth:`AccessControl.grpc`):
+
+1. find the route in the route table (:mod:`modelport.serving.routes`) and the scope it needs
+   (a path known for other methods only → 405 with ``Allow``);
+2. without authentication configured: refuse ``admin`` routes unless ``auth.allow_admin_routes``,
+   let everything else through;
+3. with authentication: public routes pass; otherwise the bearer token (``Authorization: Bearer
+   mp_…`` or ``X-API-Key``; a JWT when OIDC is configured) must be valid (401), hold the scope
+   (403), and its key must be within its request rate (429). Clients that keep sending bad
+   tokens are slowed down (429) before their tokens are even checked.
+
+The principal is left in the ASGI scope (:func:`principal_of`) or, for gRPC, in a context
+variable (:func:`current_principal`), for row quotas and the audit log.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from modelport.errors import (
+    AuthenticationError,
+    PermissionDeniedError,
+)
+from modelport.serving.auth import FileKeyStore, KeyStore, KeyTable, Principal, SqlKeyStore
+from modelport.serving.auth_config import AuthConfig
+from modelport.serving.http_errors import MethodNotAllowed, Protocol
+from modelport.serving.limits import BadTokenLimiter, CallerLimits
+from modelport.serving.oidc import OidcVerifier, looks_like_jwt
+from modelport.serving.routes import GRPC_SCOPES, ROUTES, RouteTable, Scope, grants
+
+log = logging.getLogger("modelport.serving.auth")
+
+#: where :meth:`AccessControl.http` leaves the principal in the ASGI scope
+PRINCIPAL_KEY = "modelport.principal"
+_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "modelport_principal", default=None)
+
+_BEARER = b"bearer "
+
+
+def principal_of(scope: dict[str, Any]) -> Principal | None:
+    """The caller of an HTTP request (``None`` when authentication is off)."""
+    return scope.get(PRINCIPAL_KEY)
+
+
+def current_principal() -> Principal | None:
+    """The caller of the gRPC call being handled (``None`` when authentication is off)."""
+    return _principal.get()
+
+
+def set_current_principal(principal: Principal | None) -> contextvars.Token[Principal | None]:
+    return _principal.set(principal)
+
+
+def actor_of(principal: Principal | None) -> str:
+    """The audit log's actor for a request: ``key:<name>`` (``jwt:<sub>``) or anonymous."""
+    if principal is None:
+        return "anonymous"
+    kind = "jwt" if principal.key_id.startswith("jwt:") else "key"
+    return f"{kind}:{principal.name}"
+
+
+class AccessControl:
+    """Route scopes, token checks and per-caller limits for one server process."""
+
+    def __init__(self, config: AuthConfig, *, store: KeyStore | None = None,
+                 oidc: OidcVerifier | None = None, routes: RouteTable | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.enabled = config.is_on
+        self.store = store
+        self.oidc = oidc
+        self.routes = routes or RouteTable(ROUTES)
+        self.keys = KeyTable()
+        self.limits = CallerLimits(default_requests_per_s=config.default_requests_per_s,
+                                   default_rows_per_day=config.default_rows_per_day, clock=clock)
+        self.bad_tokens = BadTokenLimiter(burst=config.bad_token_burst,
+                                          rate=config.bad_token_per_s, clock=clock)
+
+    @classmethod
+    def from_config(cls, config: AuthConfig, engine: Any = None) -> AccessControl:
+        """Keys from ``config.keys_file`` or, without one, the registry database ``engine``."""
+        store: KeyStore | None = None
+        if config.is_on:
+            if config.keys_file:
+                store = FileKeyStore(config.keys_file)
+            elif engine is not None:
+                store = SqlKeyStore(engine)
+        oidc = OidcVerifier(config) if config.is_on and config.oidc else None
+        return cls(config, store=store, oidc=oidc)
+
+    def refresh(self) -> None:
+        """Re-read keys (and the JWKS): revocations and new keys take effect (blocking)."""
+        if self.store is not None:
+            self.keys = KeyTable(self.store.load())
+        if self.oidc is not None and self.oidc._keys is None:
+            self.oidc.load()
+
+    # ------------------------------------------------------------------ HTTP
+    def shape_of(self, method: str, path: str) -> Protocol:
+        route = self.routes.owner(path)
+        return route.protocol if route is not None else "v2"
+
+    def http(self, scope: dict[str, Any]) -> Principal | None:
+        """Check one HTTP request; raises the error to answer with."""
+        method: str = scope["method"]
+        path: str = scope["path"]
+        route = self.routes.lookup(method, path)
+        if route is None:
+            allow = self.routes.allowed_methods(path)
+            if allow:
+                raise MethodNotAllowed(f"{method} is not allowed on {path}; use "
+                                       f"{' or '.join(allow)}", allow)
+            needed: Scope = "admin"  # a route nobody declared: only admins (then maybe 404)
+        else:
+            needed = route.scope
+        if not self.enabled:
+            if needed == "admin" and route is not None and not self.config.allow_admin_routes:
+                raise _admin_off()
+            return None
+        if needed == "public" or (path == "/metrics" and self.config.public_metrics):
+            return None
+        principal = self.authenticate(_authorization(scope), _client(scope))
+        self.authorize(principal, needed, path)
+        scope[PRINCIPAL_KEY] = principal
+        return principal
+
+    # ------------------------------------------------------------------ gRPC
+    def grpc(self, method: str, metadata: Any, peer: str) -> Principal | None:
+        """Check one gRPC call (``method``: the short RPC name, e.g. ``ModelInfer``)."""
+        needed = GRPC_SCOPES.get(method, "admin")
+        if not self.enabled:
+            if needed == "admin" and method in GRPC_SCOPES and \
+                    not self.config.allow_admin_routes:
+                raise _admin_off()
+            return None
+        if needed == "public":
+            return None
+        token: bytes | None = None
+        for key, value in metadata or ():
+            if key == "authorization" or key == "x-api-key":
+                token = value.encode("latin-1") if isinstance(value, str) else value
+                if key == "x-api-key":
+                    token = b"Bearer " + token
+                break
+        principal = self.authenticate(token, peer.rsplit(":", 1)[0])
+        self.authorize(principal, needed, method)
+        return principal
+
+    # ------------------------------------------------------------------ shared
+    def authenticate(self, authorization: bytes | None, client: str) -> Principal:
+        self.bad_tokens.check(client)
+        try:
+            if authorization is None:
+                raise AuthenticationError(
+                    "this route needs an API key: send 'Authorization: Bearer <key>' (create "
+                    "one with 'modelport auth create-key --scope predict --name NAME')")
+            if authorization[:7].lower() != _BEARER:
+                raise AuthenticationError("use 'Authorization: Bearer <key>'")
+            token = authorization[7:].strip().decode("latin-1")
+            if self.oidc is not None and looks_like_jwt(token):
+                return self.oidc.verify(token)
+            return self.keys.verify(token)
+        except AuthenticationError:
+            self.bad_tokens.failed(client)
+            raise
+
+    def authorize(self, principal: Principal, needed: Scope, what: str) -> None:
+        if not grants(principal.scopes, needed):
+            raise PermissionDeniedError(
+                f"{principal.name!r} lacks the {needed!r} scope that {what} needs (it has "
+                f"{', '.join(sorted(principal.scopes)) or 'none'}); create a key with "
+                f"'modelport auth create-key --scope {needed} --name NAME'")
+        self.limits.admit(principal)
+
+    def charge_rows(self, principal: Principal | None, rows: int) -> None:
+        """Count predicted rows against the caller's daily quota (429 when over)."""
+        if principal is not None:
+            self.limits.charge_rows(principal, rows)
+
+
+def _admin_off() -> PermissionDeniedError:
+    return PermissionDeniedError(
+        "admin routes are off on a server without authentication; start it with --auth and "
+        "use a key with the admin scope ('modelport auth create-key --scope admin --name "
+        "NAME'), or with --allow-admin-routes")
+
+
+def _authorization(scope: dict[str, Any]) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            return bytes(value)
+        if key == b"x-api-key":
+            return b"Bearer " + bytes(value)
+    return None
+
+
+def _client(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "?"
+
+
+__all__ = [
+    "PRINCIPAL_KEY",
+    "AccessControl",
+    "actor_of",
+    "current_principal",
+    "principal_of",
+    "set_current_principal",
+]
