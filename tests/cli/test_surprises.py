@@ -148,12 +148,15 @@ def test_read_only_commands_create_nothing_and_say_where_they_looked(
     assert json.loads(out(capsys)[0]) == []
     for argv in (["models", "show", "churn"], ["models", "list", "churn"],
                  ["models", "audit"], ["alias", "list", "churn"], ["batch", "jobs"],
-                 ["batch", "history"], ["serve", "churn"], ["serve"],
+                 ["batch", "history"], ["serve", "churn"],
                  ["predict", "churn", "--input", str(tmp_path / "x.csv")]):
         (tmp_path / "x.csv").write_text("a\n1\n")
         assert main(argv) == 4, argv
         _, err = out(capsys)
         assert err.startswith("error: ") and where in err and err.count("\n") == 1, (argv, err)
+    assert main(["serve"]) == 2  # nothing to serve: a configuration mistake, as when empty
+    _, err = out(capsys)
+    assert "registry is empty" in err and where in err
     assert not (tmp_path / ".modelport").exists()
     # an existing but empty registry says so too
     home = tmp_path / "team"

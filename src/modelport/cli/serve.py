@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="also serve Open Inference Protocol gRPC here")
     p.add_argument("--workers", type=int, metavar="N",
                    help="worker processes sharing the port (default 1)")
+    p.add_argument("--accept", choices=["shared", "reuseport"],
+                   help="with several workers: one listening socket that idle workers accept "
+                        "from (shared, the default), or one SO_REUSEPORT socket per worker")
     p.add_argument("--accelerate", choices=["auto", "onnx", "off"],
                    help="run models under ONNX Runtime when predictions match (default auto)")
     p.add_argument("--trusted", action="store_true", default=None,
@@ -108,7 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = ServeConfig.from_file(args.config) if args.config else ServeConfig()
     overrides = {key: getattr(args, key, None) for key in (
-        "host", "port", "grpc_port", "workers", "accelerate", "trusted", "max_batch_rows",
+        "host", "port", "grpc_port", "workers", "accept", "accelerate", "trusted", "max_batch_rows",
         "max_wait_ms", "max_body_bytes", "max_rows", "request_timeout_s", "max_queue_wait_ms",
         "poll_interval_s", "shutdown_delay_s", "access_log", "extra_columns",
         "invocations_model", "log_config")}
