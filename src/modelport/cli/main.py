@@ -27,12 +27,16 @@ COMMAND_MODULES = [
     "modelport.cli.importer",
     "modelport.cli.quickstart",
     "modelport.cli.serve",
+    "modelport.cli.auth",
     "modelport.cli.batch",
     "modelport.cli.stream",
+    "modelport.cli.log",
+    "modelport.cli.feedback",
     "modelport.cli.endpoint",
     "modelport.cli.validate",
     "modelport.cli.export",
     "modelport.cli.package",
+    "modelport.cli.monitor",
 ]
 
 #: exit code per error class (most specific first); 1 is the fallback for any ModelportError
@@ -48,6 +52,8 @@ EXIT_CODES: list[tuple[type[errors.ModelportError], int]] = [
     (errors.ModelLoadError, 9),
     (errors.PredictionError, 10),
     (errors.StorageError, 11),
+    (errors.AuthenticationError, 13),
+    (errors.PermissionDeniedError, 13),
     (errors.OverloadedError, 12),
     (errors.RequestTimeoutError, 12),
 ]

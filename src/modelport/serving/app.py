@@ -671,7 +671,7 @@ def create_app(service: InferenceService, config: ServeConfig | None = None, *,
     app.on_startup.append(app.endpoints.start)
     app.on_shutdown.append(app.endpoints.stop)
     if config.auth.is_on:
-        engine = None if config.auth.keys_file else service.registry.engine
+        engine = None if config.auth.keys_file else service.registry.engine()
         app.access = AccessControl.from_config(config.auth, engine=engine)
     return app
 
