@@ -88,6 +88,7 @@ class _Pending:
     variant: str | None
     enqueued: float
     prediction_id: str | None = None
+    row_ids: Sequence[str] | None = None
 
 
 class Runner:
@@ -256,6 +257,7 @@ class Runner:
         variant: str | None = None,
         timeout: float | None = None,
         prediction_id: str | None = None,
+        row_ids: Sequence[str] | None = None,
     ) -> Result:
         """Predict ``batch`` as part of the next vectorized call and return its slice.
 
@@ -268,7 +270,7 @@ class Runner:
             if self.on_batch is not None:
                 self.on_batch(self, batch.n_rows)
             self._emit(batch, result, start, source, request_id, endpoint, variant,
-                       prediction_id)
+                       prediction_id, row_ids)
             return result
         self._admit(batch)
         loop = asyncio.get_running_loop()
@@ -276,7 +278,7 @@ class Runner:
             self._start_worker(loop)
         future: asyncio.Future[Result] = loop.create_future()
         self._pending.append(_Pending(batch, future, request_id, source, endpoint, variant,
-                                      time.monotonic(), prediction_id))
+                                      time.monotonic(), prediction_id, row_ids))
         self._pending_rows += batch.n_rows
         self._drained.clear()
         assert self._wake is not None
@@ -380,7 +382,7 @@ class Runner:
             if not item.future.done():
                 item.future.set_result(result)
             self._emit(item.batch, result, start, item.source, item.request_id, item.endpoint,
-                       item.variant, item.prediction_id)
+                       item.variant, item.prediction_id, item.row_ids)
 
     async def _in_thread(self, batch: Batch) -> Result:
         try:

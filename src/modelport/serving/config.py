@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -37,6 +37,12 @@ from modelport.serving.auth_config import (
     DefenceConfig,
     TlsConfig,
 )
+
+
+#: how several workers take connections: ``shared``, one listening socket that every worker
+#: accepts from (an idle worker takes the next connection), or ``reuseport``, one socket per
+#: worker with SO_REUSEPORT (the kernel hashes each connection to a worker once, for good)
+AcceptModel = Literal["shared", "reuseport"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class ServeConfig:
     port: int = 8000
     grpc_port: int | None = None
     workers: int = 1
+    #: how workers share the HTTP port (see ``AcceptModel``); gRPC always uses SO_REUSEPORT
+    accept: AcceptModel = "shared"
     accelerate: Accelerate = "auto"
     trusted: bool = False
     #: seconds between polls of the registry for moved aliases (0 disables hot reload)
@@ -194,6 +202,9 @@ class ServeConfig:
                 f"extra_columns must be one of {list(EXTRA_COLUMNS)}, got {self.extra_columns!r}")
         if self.workers < 1:
             raise ConfigurationError(f"workers must be at least 1, got {self.workers}")
+        if self.accept not in get_args(AcceptModel):
+            raise ConfigurationError(
+                f"accept must be one of {list(get_args(AcceptModel))}, got {self.accept!r}")
         if not 0 <= self.port < 65536:
             raise ConfigurationError(f"port must be 0-65535, got {self.port}")
         positive = {

@@ -4,8 +4,15 @@
 ``workers == 1``) builds its own registry client, ``InferenceService`` and app, loads every model
 *before* it listens, limits the model libraries' thread pools (``model_threads``, one by default:
 on a small machine OpenMP threads spinning on the other cores double the CPU per request), and
-serves with uvicorn (uvloop + httptools) on a ``SO_REUSEPORT`` socket, so the kernel spreads
-connections over the workers.
+serves with uvicorn (uvloop + httptools).
+
+How several workers share the HTTP port (``--accept``): ``shared`` (the default) — the supervisor
+listens on one socket and every worker accepts from it, so whichever worker is idle takes the
+next connection; ``reuseport`` — each worker listens on its own ``SO_REUSEPORT`` socket and the
+kernel hashes every new connection to one of them, for the connection's lifetime. Measured with
+keep-alive clients (``benchmarks/realtime.py --loaders``), a shared socket keeps throughput
+independent of how the clients' connections happen to spread; see the README's benchmark
+section for the figures. gRPC always uses ``SO_REUSEPORT`` (grpcio binds its own sockets).
 
 Shutdown on SIGTERM: readiness turns false at once, requests keep being served for
 ``limits.shutdown_delay_s`` (load balancers notice), then the listener closes, in-flight requests
@@ -45,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelport.serving")
 
 ReadyCallback = Callable[[str], None]
+_BACKLOG = 2048
 
 
 def run_server(config: ServeConfig, settings: Settings | None = None, *,
@@ -247,7 +255,7 @@ def _server(app: ServingApp, config: ServeConfig) -> uvicorn.Server:
 
     uv_config = uvicorn.Config(
         app, loop="uvloop", http="httptools", lifespan="on", log_config=None,
-        access_log=False, server_header=False, backlog=2048,
+        access_log=False, server_header=False, backlog=_BACKLOG,
         timeout_graceful_shutdown=max(1, round(config.limits.graceful_timeout_s)),
         timeout_keep_alive=30, **tls_options(config.tls),
     )
@@ -269,14 +277,18 @@ def tls_options(tls: TlsConfig) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------ many workers
 def _worker_main(config: ServeConfig, settings: Settings, port: int, report: Any,
-                 log_levels: dict[str, int], index: int) -> None:
+                 log_levels: dict[str, int], index: int,
+                 listener: socket.socket | None = None) -> None:
+    """One worker: accepts from ``listener`` (the supervisor's shared socket), or from its own
+    ``SO_REUSEPORT`` socket on ``port`` when there is none."""
     from modelport.serving import logs
 
     logs.configure(log_levels.pop("", logging.WARNING), settings.log_format)
     for name, level in log_levels.items():
         logging.getLogger(name).setLevel(level)
     try:
-        sock = bind_socket(config.host, port, reuse_port=True)
+        sock = listener if listener is not None else bind_socket(config.host, port,
+                                                                 reuse_port=True)
         limit_threads(config.model_threads)
         app = build_app(config, settings, shared_ports=True)
     except ModelportError as exc:
@@ -306,8 +318,14 @@ class _Supervisor:
 
     def run(self, on_ready: ReadyCallback | None) -> int:
         config = self.config
-        # bound, never listening: reserves the port (and resolves port 0) for the workers
-        holder = bind_socket(config.host, config.port, reuse_port=True)
+        shared = config.accept == "shared"
+        # shared: the one listening socket every worker accepts from (connections that arrive
+        # while workers start wait in its backlog); reuseport: bound, never listening, it
+        # reserves the port (and resolves port 0) for the workers' own sockets
+        holder = bind_socket(config.host, config.port, reuse_port=not shared)
+        if shared:
+            holder.listen(_BACKLOG)
+        listener = holder if shared else None
         port = holder.getsockname()[1]
         grpc_holder = None
         if config.grpc_port is not None:  # reserved the same way; every worker serves gRPC too
@@ -333,7 +351,8 @@ class _Supervisor:
 
         def start(index: int) -> Any:
             proc = ctx.Process(target=_worker_main, name=f"modelport-worker-{index}",
-                               args=(config, self.settings, port, report, dict(levels), index))
+                               args=(config, self.settings, port, report, dict(levels), index,
+                                     listener))
             proc.start()
             return proc
 
@@ -357,7 +376,7 @@ class _Supervisor:
                         procs[i] = start(i)
             return 0
         finally:
-            self._stop(procs)
+            self._stop(procs, holder if shared else None)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             holder.close()
@@ -391,10 +410,14 @@ class _Supervisor:
                 raise ModelportError(message)
             ready += 1
 
-    def _stop(self, procs: list[Any]) -> None:
+    def _stop(self, procs: list[Any], listener: socket.socket | None = None) -> None:
         for proc in procs:
             if proc.is_alive() and proc.pid is not None:
                 os.kill(proc.pid, signal.SIGTERM)
+        if listener is not None:
+            # the workers keep their copies open while they drain; once the last closes, new
+            # connections are refused instead of waiting in a backlog nobody accepts from
+            listener.close()
         limit = self.config.limits.shutdown_delay_s + self.config.limits.graceful_timeout_s + 10
         deadline = time.monotonic() + limit
         for proc in procs:

@@ -199,7 +199,11 @@ class InferenceServicer:
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> pb.ModelInferResponse:
         request_id = request.id or _new_id()
-        return await self._answer(context, self._infer(request, context, request_id), request_id)
+        response = await self._answer(context, self._infer(request, context, request_id),
+                                      request_id)
+        context.set_trailing_metadata(
+            (("x-prediction-id", response.parameters["prediction_id"].string_param),))
+        return response
 
     async def ModelStreamInfer(self, requests: AsyncIterator[pb.ModelInferRequest],
                                context: grpc.aio.ServicerContext[Any, Any]
@@ -271,8 +275,9 @@ class InferenceServicer:
         timing.decoding = time.perf_counter()
         batch = batch_from_tensors(model.signature, decode_inputs(request))
         timing.submitted = time.perf_counter()
+        pid = _new_id()  # the prediction id P (rows P-0 …), see modelport.log.schema
         result = await runner.submit(batch, source="grpc", request_id=request_id,
-                                     timeout=self._timeout(context))
+                                     timeout=self._timeout(context), prediction_id=pid)
         timing.answered = time.perf_counter()
         outputs = select_outputs(result_tensors(model, result),
                                  [o.name for o in request.outputs])
@@ -282,6 +287,9 @@ class InferenceServicer:
             model_version=str(model.version) if model.version is not None else "",
             id=request.id,
         )
+        # the prediction id: a response parameter (stream answers too); ModelInfer also sends
+        # it as the trailing metadata x-prediction-id
+        response.parameters["prediction_id"].string_param = pid
         for out in outputs:
             tensor, data = encode_output(out.name, out.array, raw=raw)
             for key, value in out.parameters.items():
