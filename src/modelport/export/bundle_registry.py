@@ -33,7 +33,7 @@ class BundleRegistry:
         self.directory = directory
         self.name = name
         self.version = version
-        self.engine: Any = None
+        self.url = directory.as_uri()
 
     def resolve(self, ref: Any) -> ModelVersion:
         parsed = parse_ref(str(ref))
@@ -49,6 +49,10 @@ class BundleRegistry:
     def load(self, ref: Any, *, trusted: bool = False, lazy: bool = False) -> Model:
         self.resolve(ref)
         return load_bundle(self.directory, trusted=trusted, version=self.version, lazy=lazy)
+
+    def engine(self) -> Any:
+        """No database: endpoints (traffic policies over versions) need a registry."""
+        raise NotFoundError("a packaged model serves one version and has no endpoints")
 
     def state_token(self) -> str:
         return f"{self.name}:{self.version}"

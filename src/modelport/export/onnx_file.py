@@ -114,6 +114,7 @@ def export_onnx(source: ExportSource, options: OnnxOptions | None = None) -> Onn
     import onnx
 
     proto = onnx.load_model_from_string(onnx_bytes)
+    _dedupe_opsets(proto)
     if options.opset is not None and _opset(proto) != options.opset:
         proto = _convert_opset(proto, options.opset, source.provenance.ref)
         origin += f"; opset converted to {options.opset}"
@@ -161,6 +162,10 @@ def check_parity(model: Model, onnx_bytes: bytes, *, labels_from_proba: bool,
                               labels_from_proba=labels_from_proba)
     native = model.predict_batch(example)
     converted = _predict_in_chunks(predictor, example, batch_size)
+    if native.outputs and converted.labels is None and converted.probabilities is None:
+        problem, output_diff = _outputs_problem(native, converted, VALUE_RTOL)
+        return ParityReport(example.n_rows, True, 0, None, output_diff, PROBA_ATOL, VALUE_RTOL,
+                            problem)
     problem = parity_problem(native, converted)
     mismatches = 0
     if native.labels is not None and converted.labels is not None and \
@@ -172,7 +177,7 @@ def check_parity(model: Model, onnx_bytes: bytes, *, labels_from_proba: bool,
             np.shape(native.probabilities) == np.shape(converted.probabilities):
         proba_diff = float(np.max(np.abs(np.asarray(native.probabilities, np.float64)
                                          - np.asarray(converted.probabilities, np.float64))))
-    value_diff = None
+    value_diff: float | None = None
     if native.probabilities is None and native.labels is not None and \
             np.asarray(native.labels).dtype.kind == "f" and converted.labels is not None:
         a = np.asarray(native.labels, np.float64)
@@ -180,6 +185,25 @@ def check_parity(model: Model, onnx_bytes: bytes, *, labels_from_proba: bool,
         value_diff = float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-12))) if a.size else 0.0
     return ParityReport(example.n_rows, mismatches == 0 and "labels" not in problem, mismatches,
                         proba_diff, value_diff, PROBA_ATOL, VALUE_RTOL, problem)
+
+
+def _outputs_problem(native: Result, converted: Result, rtol: float) -> tuple[str, float]:
+    """Named outputs compared value by value (models without labels: tensors in, tensors out)."""
+    worst = 0.0
+    for name, expected in native.outputs.items():
+        got = converted.outputs.get(name)
+        if got is None:
+            return f"it has no output {name!r} (it has {sorted(converted.outputs)})", worst
+        a = np.asarray(expected, np.float64)
+        b = np.asarray(got, np.float64)
+        if a.size != b.size:
+            return f"output {name!r} has {b.size} values, expected {a.size}", worst
+        a, b = a.reshape(-1), b.reshape(-1)
+        if a.size:
+            worst = max(worst, float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-3))))
+        if not np.allclose(b, a, rtol=rtol, atol=1e-5, equal_nan=True):
+            return f"output {name!r} differs by up to {worst:.2e} relative", worst
+    return "", worst
 
 
 def example_rows(model: Model) -> Batch:
@@ -210,7 +234,8 @@ def _base_graph(source: ExportSource, dtype: FloatType) -> tuple[bytes, str, boo
     if dtype == "float64":
         return _double_sklearn(model, ref)
     if model.flavor == "torch":
-        return _torch_graph(model, ref), "exported from TorchScript with torch.onnx", False
+        return (_torch_graph(model, ref), "exported from TorchScript with torch.onnx",
+                False)
     info = model.manifest.accelerated or {}
     if has_stored(model.manifest):
         data = (source.bundle_dir / str(info["file"])).read_bytes()
@@ -276,13 +301,15 @@ def _torch_graph(model: Model, ref: str) -> bytes:
     dtype = next((p.dtype for p in module.parameters() if p.dtype.is_floating_point),
                  torch.float32)
     args = tuple(torch.zeros(shape, dtype=dtype) for shape in shapes)
+    # the graph's outputs take the names the native model's answers have (output, output_0, …)
+    outputs = list(model.predict_batch(example_rows(model)).outputs)
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, args, buffer,  # type: ignore[arg-type]
-                              input_names=names, dynamo=False,
-                              dynamic_axes={name: {0: "N"} for name in names})
+                              input_names=names, output_names=outputs, dynamo=False,
+                              dynamic_axes={name: {0: "N"} for name in [*names, *outputs]})
     except Exception as exc:  # torch.onnx raises anything
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UnsupportedModelError(
@@ -294,6 +321,19 @@ def _torch_graph(model: Model, ref: str) -> bytes:
 # ---------------------------------------------------------------------------- graph edits
 def _opset(proto: Any) -> int:
     return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _dedupe_opsets(proto: Any) -> None:
+    """One entry per domain (the highest): some converters list the default domain twice,
+    and the version converter would then change only one of them."""
+    best: dict[str, int] = {}
+    for entry in proto.opset_import:
+        best[entry.domain] = max(best.get(entry.domain, 0), int(entry.version))
+    if len(best) != len(proto.opset_import):
+        del proto.opset_import[:]
+        for domain, version in best.items():
+            entry = proto.opset_import.add()
+            entry.domain, entry.version = domain, version
 
 
 def _convert_opset(proto: Any, opset: int, ref: str) -> Any:
