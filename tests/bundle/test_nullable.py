@@ -170,3 +170,36 @@ def test_models_register_nullable_declares_columns_in_the_registered_version(
         ["income", "score"]
     assert main(["models", "register", str(bundle), "--nullable", "ghost"]) == 3
     assert "'ghost'" in capsys.readouterr().err
+
+
+def test_import_mlflow_keeps_optional_columns_nullable_and_takes_nullable(
+    tmp_path: Path, modelport_home: Path, data: tuple[pd.DataFrame, np.ndarray],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = data
+    x = x.astype("float64")
+    model = LogisticRegression(max_iter=500).fit(x, y)
+    source = tmp_path / "mlflow-model"
+    source.mkdir()
+    skops.io.dump(model, source / "model.skops")
+    inputs = [{"type": "double", "name": "age", "required": True},
+              {"type": "double", "name": "income", "required": False},
+              {"type": "double", "name": "score", "required": True}]
+    (source / "MLmodel").write_text(yaml.safe_dump({
+        "flavors": {
+            "python_function": {"loader_module": "mlflow.sklearn", "model_path": "model.skops"},
+            "sklearn": {"pickled_model": "model.skops", "serialization_format": "skops"},
+        },
+        "signature": {"inputs": json.dumps(inputs),
+                      "outputs": json.dumps([{"type": "long", "required": True}])},
+    }))
+    assert main(["import-mlflow", str(source), "--name", "credit", "--nullable", "score",
+                 "--register"]) == 0
+    capsys.readouterr()
+    assert main(["models", "show", "credit", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in shown["signature"]["inputs"] if c.get("nullable")] == \
+        ["income", "score"]

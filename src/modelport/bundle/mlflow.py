@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +69,13 @@ def import_mlflow(
     name: str | None = None,
     trusted: bool = False,
     overwrite: bool = False,
+    nullable: Sequence[str] | None = None,
 ) -> Path:
     """Write a modelport bundle at ``dest`` from the MLflow model in ``mlflow_dir``; return it.
 
     ``trusted=True`` allows reading pickle-based artifacts, which can run code when loaded.
+    Inputs MLflow marks ``required: false`` are nullable; ``nullable`` names more (see
+    ``modelport.save``).
     """
     from modelport.bundle.save import save
 
@@ -105,7 +109,8 @@ def import_mlflow(
                                                           "mlflow_version") if config.get(key)}
     tags["imported_from"] = "mlflow"
     kwargs: dict[str, Any] = {"name": name, "signature": signature, "example": example,
-                              "tags": tags, "overwrite": overwrite}
+                              "tags": tags, "overwrite": overwrite,
+                              "nullable": list(nullable or ())}
     try:
         return save(model, dest, **kwargs)
     except UnsupportedModelError:

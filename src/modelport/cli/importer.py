@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                         "models, which run code when loaded")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the bundle directory if it exists")
+    p.add_argument("--nullable", action="append", default=[], metavar="COLUMN",
+                   help="declare this input column nullable (repeatable, or A,B); MLflow's "
+                        "optional (required: false) columns already are")
     p.set_defaults(func=_import)
 
 
@@ -32,8 +35,9 @@ def _import(args: argparse.Namespace) -> int:
 
     name = args.name or source.resolve().name
     dest = Path(args.output) if args.output else settings_from(args).home / "bundles" / name
+    nullable = [c.strip() for text in args.nullable for c in text.split(",") if c.strip()]
     bundle = import_mlflow(source, dest, name=name, trusted=args.trusted,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, nullable=nullable)
     info: dict[str, Any] = {"bundle": str(bundle), "name": name}
     text = f"wrote bundle {bundle}"
     if args.register:
