@@ -73,6 +73,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--log-config", metavar="FILE",
                    help="YAML file of the prediction log's flush cadence and per-model policies "
                         "(sample_rate, include, drop, hash, entity_key)")
+    p.add_argument("--drift-window", type=int, metavar="ROWS",
+                   help="live drift gauges on /metrics: PSI per feature against each model "
+                        "version's reference, every ROWS predictions (e.g. 1000; default off)")
     add_log_format(p)
     sec = p.add_argument_group(
         "security", "authentication, TLS, CORS, model-attack defences (see README: Security)")
@@ -114,7 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
         "host", "port", "grpc_port", "workers", "accept", "accelerate", "trusted", "max_batch_rows",
         "max_wait_ms", "max_body_bytes", "max_rows", "request_timeout_s", "max_queue_wait_ms",
         "poll_interval_s", "shutdown_delay_s", "access_log", "extra_columns",
-        "invocations_model", "log_config")}
+        "invocations_model", "log_config", "drift_window")}
     log_stores = args.log or [s for s in os.environ.get("MODELPORT_LOG", "").split(",")
                               if s.strip()]
     if log_stores:

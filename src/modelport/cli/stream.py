@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                           "the model does not take")
     run.add_argument("--metrics-port", type=int, metavar="PORT",
                      help="serve Prometheus metrics on 127.0.0.1:PORT")
+    run.add_argument("--drift-window", type=int, default=0, metavar="ROWS",
+                     help="live drift gauges (with --metrics-port): PSI per feature against "
+                          "the model version's reference every ROWS messages (default off)")
     run.add_argument("--session-timeout-ms", type=int, default=10_000, metavar="MS",
                      help="Kafka consumer session timeout (default 10000)")
     run.add_argument("--max-poll-interval-ms", type=int, metavar="MS",
@@ -143,6 +146,18 @@ def _runner(args: argparse.Namespace) -> tuple[Any, Any]:
         return service.runner(args.ref)
 
     return service.runner(args.ref), refresh
+
+
+def _attach_drift(args: argparse.Namespace, runner: Any, metrics_registry: Any) -> None:
+    from modelport.monitor import live
+
+    if Path(args.ref).is_dir():
+        lookup = live.bundle_reference(args.ref)
+    else:
+        from modelport.monitor.reference import References
+
+        lookup = References(read_registry(args))
+    live.attach(runner.events, metrics_registry, lookup, args.drift_window)
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -236,6 +251,8 @@ def _run(args: argparse.Namespace) -> int:
 
     registry = CollectorRegistry()
     metrics = StreamMetrics(registry)
+    if args.drift_window:  # live drift gauges (modelport.monitor.live) beside the stream's
+        _attach_drift(args, runner, registry)
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
 

@@ -52,15 +52,22 @@ class Monitor:
     def __init__(self, store: MonitorStore, source: MetricSource, *,
                  clock: Callable[[], float] = time.time,
                  dispatcher_factory: Callable[[MonitorConfig], Dispatcher] | None = None,
-                 on_evaluation: Callable[[Rule, Evaluation], None] | None = None) -> None:
+                 on_evaluation: Callable[[Rule, Evaluation], None] | None = None,
+                 on_delivery: Callable[[Delivery], None] | None = None) -> None:
         self.store = store
         self.source = source
         self.clock = clock
         self._dispatcher_factory = dispatcher_factory
         self._on_evaluation = on_evaluation
+        self._on_delivery = on_delivery
         self._revision: int | None = None
         self._config: MonitorConfig | None = None
         self.dispatcher: Dispatcher | None = None
+
+    @property
+    def config(self) -> MonitorConfig | None:
+        """The configuration of the last evaluation (None before the first)."""
+        return self._config
 
     def _load(self) -> MonitorConfig:
         revision, config = self.store.config()
@@ -151,6 +158,8 @@ class Monitor:
                                    "alert_status": delivery.status,
                                    "attempts": delivery.attempts, "error": delivery.error,
                                    "alerts": delivery.alerts})
+        if self._on_delivery is not None:
+            self._on_delivery(delivery)
 
     def close(self) -> None:
         if self.dispatcher is not None:

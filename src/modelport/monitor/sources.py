@@ -223,6 +223,33 @@ class LogMetrics:
                                            labels=classes))
         return float(skm.log_loss(truth_text, proba, labels=classes))
 
+    def quality_by_version(self, model: str, since: float, until: float
+                           ) -> dict[int, dict[str, float]]:
+        """Quality per version over the window (classifiers: accuracy, ROC AUC; regressors:
+        MAE, RMSE) and each version's feedback coverage; metrics without enough labels are
+        left out."""
+        table = self.window(model, since, until, labeled=True)
+        if table.num_rows == 0:
+            return {}
+        regression = "label_value" in table.column_names and table.column(
+            "label_value").null_count < table.num_rows and table.column("label").null_count \
+            == table.num_rows
+        out: dict[int, dict[str, float]] = {}
+        versions = table.column("version").to_numpy(zero_copy_only=False)
+        for version in sorted({int(v) for v in versions if v == v}):
+            rows = table.filter(pa.compute.equal(table.column("version"), version))
+            values: dict[str, float] = {"feedback_coverage": float(np.mean(
+                rows.column("feedback_at").is_valid().to_numpy(zero_copy_only=False)))}
+            for metric in (("mae", "rmse") if regression else ("accuracy", "roc_auc")):
+                try:
+                    value = self._quality(metric, rows)
+                except ConfigurationError:  # no probabilities logged: no ROC AUC
+                    value = None
+                if value is not None:
+                    values[metric] = value
+            out[version] = values
+        return out
+
     # ------------------------------------------------------------------ registry / server
     def _rollbacks(self, model: str, since: float, now: float) -> float:
         from modelport.registry.refs import parse_ref

@@ -112,6 +112,8 @@ class ServeConfig:
     log: tuple[str, ...] = ()
     #: YAML file of the log's flush cadence and per-model policies (modelport.log.config)
     log_config: str | None = None
+    #: rows per live drift window (modelport.monitor.live); 0: no live drift gauges
+    drift_window: int = 0
 
     def runner_options(self) -> RunnerOptions:
         return RunnerOptions(

@@ -163,6 +163,12 @@ def build_app(config: ServeConfig, settings: Settings, *, shared_ports: bool = F
     mount_lookup(app)
     # prediction log (serve --log) and the feedback routes (serving/feedback.py)
     attach_prediction_log(app, settings)
+    if config.drift_window:  # live drift gauges on /metrics (modelport.monitor.live)
+        from modelport.monitor import live
+        from modelport.monitor.reference import References
+
+        live.attach(service.events, app.metrics.registry, References(registry),
+                    config.drift_window)
     app.load_models()
     _add_grpc(app, config, reuse_port=shared_ports)
     # everything loaded so far lives as long as the process: keep it out of the collector's
