@@ -223,7 +223,7 @@ class RiverFlavor(Flavor):
         if not trusted:
             raise UnsupportedModelError(
                 f"this River model cannot be stored in the safe skops format: {problem}; "
-                "if you trust it, save with trusted=True to use pickle"
+                "if you trust it, save with trusted=True (CLI: --trusted) to use pickle"
             )
         with (directory / "model.pkl").open("wb") as fh:
             pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)

@@ -134,7 +134,7 @@ class SklearnFlavor(Flavor):
             except Exception as exc:  # skops raises plain TypeErrors for objects it can't walk
                 raise UnsupportedModelError(
                     f"this estimator cannot be stored in the safe skops format ({exc}); "
-                    "if you trust it, save with trusted=True to use joblib"
+                    "if you trust it, save with trusted=True (CLI: --trusted) to use joblib"
                 ) from None
             info.update(file="model.skops", serialization="skops")
         return info
