@@ -353,3 +353,73 @@ def test_cli_imports_and_the_bundle_predicts(
     assert model.name == "iris"
     assert np.array_equal(model.predict(x), forest.predict(x))
     shutil.rmtree(out)
+
+
+def test_lightgbm_sklearn_api_saved_as_skops_by_mlflow_3(
+    tmp_path: Path, iris: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    """MLflow 3 writes LGBMClassifier as skops (``serialization_format: skops``): read it with
+    skops, without --trusted, never as a pickle."""
+    import lightgbm as lgb
+    import skops.io
+
+    x, y = iris
+    clf = lgb.LGBMClassifier(n_estimators=4, num_leaves=4, verbose=-1, n_jobs=1).fit(x, y)
+    directory = tmp_path / "mlflow3_lgb"
+    directory.mkdir()
+    skops.io.dump(clf, directory / "model.skops")
+    write_mlflow_model(
+        directory, "lightgbm",
+        {"code": None, "data": "model.skops", "lgb_version": lgb.__version__,
+         "model_class": "lightgbm.sklearn.LGBMClassifier", "serialization_format": "skops",
+         "skops_trusted_types": ["collections.OrderedDict", "lightgbm.basic.Booster",
+                                 "lightgbm.sklearn.LGBMClassifier"]},
+        loader="mlflow.lightgbm", data="model.skops", signature=column_signature(x), example=x[:3],
+    )
+    for trusted in (False, True):
+        model = load_bundle(import_mlflow(directory, tmp_path / f"bundle-{trusted}",
+                                          trusted=trusted))
+        assert np.array_equal(model.predict(x), clf.predict(x))
+        assert np.allclose(model.predict_proba(x), clf.predict_proba(x))
+
+    config = yaml.safe_load((directory / "MLmodel").read_text())
+    config["flavors"]["lightgbm"]["serialization_format"] = "joblib"
+    (directory / "MLmodel").write_text(yaml.safe_dump(config))
+    with pytest.raises(UnsupportedModelError, match="serialization_format 'joblib'"):
+        import_mlflow(directory, tmp_path / "unknown")
+
+
+class NeedsTrust:
+    """A pyfunc model whose load would run code from its artifacts (as MLflow pyfunc does)."""
+
+    requires_trust = True
+
+    def load(self, path: Path) -> None:
+        pass
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.full(len(frame), 2.0)
+
+
+def test_pyfunc_only_models_need_mlflow_and_trust(
+    tmp_path: Path, iris: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    """MLflow is not installed here: the error says to install it (the install tests import
+    real pyfunc models with mlflow); a bundle whose pyfunc class needs trust loads only with it.
+    """
+    x, _ = iris
+    directory = tmp_path / "pyfunc"
+    directory.mkdir()
+    (directory / "python_model.pkl").write_bytes(b"not read")
+    config = {"flavors": {"python_function": {"loader_module": "mlflow.pyfunc.model",
+                                              "python_model": "python_model.pkl"}},
+              "signature": column_signature(x, "double")}
+    (directory / "MLmodel").write_text(yaml.safe_dump(config))
+    with pytest.raises(UnsupportedModelError, match="pip install mlflow"):
+        import_mlflow(directory, tmp_path / "out", trusted=True)
+
+    bundle = modelport.save(NeedsTrust(), tmp_path / "needs-trust", name="needs-trust",
+                            example=x[:3])
+    with pytest.raises(UntrustedArtifactError, match="--trusted"):
+        load_bundle(bundle).predict(x[:2])
+    assert list(load_bundle(bundle, trusted=True).predict(x[:2])) == [2.0, 2.0]
