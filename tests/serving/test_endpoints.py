@@ -1,0 +1,169 @@
+"""Endpoints on a real multi-worker server: automatic canary rollback, a blue/green switch
+under load, a CLI change reaching every worker, shadows that fail or hang."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+from conftest import Home, StartServer
+from endpoint_models import OffsetModel
+
+EXAMPLE = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+
+
+def register(home: Home, model: OffsetModel, alias: str | None = None) -> int:
+    return home.register(model, "calc", EXAMPLE, alias=alias)
+
+
+def cli(home: Home, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "modelport.cli.main", *args], env=home.env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def store(home: Home) -> Any:
+    from modelport.rollout.store import EndpointStore
+
+    return EndpointStore(home.registry())
+
+
+class Load(threading.Thread):
+    """Steady traffic: each request on a new connection (so the kernel spreads them over the
+    workers), with a routing key; records (time, status, variant, answer)."""
+
+    def __init__(self, url: str, endpoint: str, *, keys: int = 1000) -> None:
+        super().__init__(daemon=True)
+        self.url, self.endpoint, self.keys = url, endpoint, keys
+        self.stop = threading.Event()
+        self.seen: list[tuple[float, int, str, Any]] = []
+
+    def run(self) -> None:
+        i = 0
+        # no keep-alive: a new connection per request, without a new client (and TLS context)
+        client = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=10)
+        while not self.stop.is_set():
+            i += 1
+            try:
+                r = client.post(f"{self.url}/predict/{self.endpoint}", json={"a": 1.0, "b": 2.0},
+                                headers={"x-modelport-key": f"user-{i % self.keys}"})
+                answer = r.json().get("prediction") if r.status_code == 200 else r.text
+                self.seen.append((time.time(), r.status_code,
+                                  r.headers.get("x-modelport-variant", ""), answer))
+            except httpx.HTTPError as exc:
+                self.seen.append((time.time(), 0, "", repr(exc)))
+        client.close()
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(30)
+
+
+def test_a_canary_whose_candidate_starts_failing_is_rolled_back(
+        home: Home, start_server: StartServer, tmp_path: Path) -> None:
+    flag = tmp_path / "candidate-broken"
+    register(home, OffsetModel(0.0), alias="production")
+    register(home, OffsetModel(1000.0, fail_flag=str(flag)))
+    server = start_server(home, "calc", "--workers", "2", "--poll-interval", "0.2")
+    created = cli(home, "endpoint", "create", "calc-ep", "--variant", "stable=calc@production",
+                  "--variant", "canary=calc:2", "--policy", "canary", "--candidate", "canary",
+                  "--steps", "30,100", "--interval", "3s", "--min-requests", "5",
+                  "--max-failed-checks", "1", "--max-error-rate", "0.05")
+    assert created.returncode == 0, created.stderr
+    load = Load(server.url, "calc-ep")
+    load.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any(s[2] == "canary" and s[1] == 200 for s in load.seen):
+            assert time.monotonic() < deadline, load.seen[-3:]
+            time.sleep(0.05)
+        flag.touch()  # the candidate starts failing
+        deadline = time.monotonic() + 30
+        while (endpoint := store(home).get("calc-ep")).state.status != "rolled_back":
+            assert time.monotonic() < deadline, endpoint
+            time.sleep(0.1)
+        rolled_back_at = endpoint.state.checked_at
+        time.sleep(2.0)
+    finally:
+        load.finish()
+    failures = [s for s in load.seen if s[1] != 200]
+    assert failures, "the candidate never failed: the test proves nothing"
+    assert all(s[2] == "canary" for s in failures)
+    # every failure happened inside the check window that caught it (plus the 0.25 s it
+    # takes a worker to see the rollback); none after
+    late = [s for s in failures if s[0] > rolled_back_at + 0.5]
+    assert late == [], late[:3]
+    after = [s for s in load.seen if s[0] > rolled_back_at + 0.5]
+    assert after and {s[2] for s in after} == {"stable"} and {s[1] for s in after} == {200}
+    assert "error rate" in endpoint.state.reason
+    with home.registry() as reg:
+        assert reg.resolve("calc@production").version == 1  # not promoted
+
+
+def test_switch_under_load_and_a_cli_change_reaches_every_worker_within_a_second(
+        home: Home, start_server: StartServer) -> None:
+    register(home, OffsetModel(0.0), alias="production")
+    register(home, OffsetModel(100.0))
+    assert cli(home, "endpoint", "create", "bg", "--variant", "blue=calc@production",
+               "--variant", "green=calc:2", "--policy", "bluegreen").returncode == 0
+    server = start_server(home, "calc", "--workers", "2")
+    load = Load(server.url, "bg")
+    load.start()
+    try:
+        time.sleep(0.5)
+        for target in ("green", "blue"):
+            switched = cli(home, "endpoint", "switch", "bg", target)
+            assert switched.returncode == 0, switched.stderr
+            done = time.time()
+            time.sleep(1.0)
+            # 30 requests on fresh connections reach both workers: all on the new colour
+            with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0)) as fresh:
+                answers = [fresh.post(f"{server.url}/predict/bg", json={"a": 1, "b": 2})
+                           for _ in range(30)]
+            assert {r.headers["x-modelport-variant"] for r in answers} == {target}, done
+            assert {r.json()["prediction"] for r in answers} == {
+                3.0 + (100.0 if target == "green" else 0.0)}
+    finally:
+        load.finish()
+    statuses = {s[1] for s in load.seen}
+    assert statuses == {200}, [s for s in load.seen if s[1] != 200][:3]
+    assert {s[2] for s in load.seen} == {"blue", "green"}
+
+
+def test_shadows_that_raise_or_hang_change_no_answer(home: Home,
+                                                     start_server: StartServer) -> None:
+    register(home, OffsetModel(0.0), alias="production")
+    register(home, OffsetModel(0.0, always_fail=True))
+    register(home, OffsetModel(0.0, sleep=10.0))
+    register(home, OffsetModel(0.5))
+    assert cli(home, "endpoint", "create", "sh", "--variant", "main=calc@production",
+               "--variant", "raises=calc:2", "--variant", "hangs=calc:3",
+               "--variant", "differs=calc:4", "--policy", "shadow", "--primary", "main",
+               "--shadow", "raises", "--shadow", "hangs", "--shadow", "differs").returncode == 0
+    server = start_server(home, "calc")
+    with httpx.Client() as client:
+        answers = [client.post(f"{server.url}/predict/sh", json={"a": float(i), "b": 1.0})
+                   for i in range(600)]
+    assert {r.status_code for r in answers} == {200}
+    assert [r.json()["prediction"] for r in answers] == [i + 1.0 for i in range(600)]
+    assert {r.headers["x-modelport-variant"] for r in answers} == {"main"}
+    from modelport.rollout import report as reports
+
+    deadline = time.monotonic() + 20
+    endpoints = store(home)
+    while True:
+        shadows = reports.build(endpoints, "sh")["shadows"]
+        if (shadows.get("raises", {}).get("errors", 0) >= 100
+                and shadows.get("differs", {}).get("compared", 0) == 600):
+            break
+        assert time.monotonic() < deadline, shadows
+        time.sleep(0.3)
+    assert shadows["hangs"]["dropped"] > 0  # its queue filled while it slept; nothing waited
+    assert shadows["differs"]["agreement"] == 0.0  # every value differs by 0.5
+    report = cli(home, "endpoint", "report", "sh")
+    assert "shadow raises:" in report.stdout
