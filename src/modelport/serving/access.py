@@ -149,7 +149,7 @@ class AccessControl:
                 if key == "x-api-key":
                     token = b"Bearer " + token
                 break
-        principal = self.authenticate(token, peer.rsplit(":", 1)[0])
+        principal = self.authenticate(token, _peer_host(peer))
         self.authorize(principal, needed, method)
         return principal
 
@@ -168,7 +168,8 @@ class AccessControl:
                 return self.oidc.verify(token)
             return self.keys.verify(token)
         except AuthenticationError:
-            self.bad_tokens.failed(client)
+            if authorization is not None:  # a wrong token, not a missing one: guessing
+                self.bad_tokens.failed(client)
             raise
 
     def authorize(self, principal: Principal, needed: Scope, what: str) -> None:
@@ -199,6 +200,14 @@ def _authorization(scope: dict[str, Any]) -> bytes | None:
         if key == b"x-api-key":
             return b"Bearer " + bytes(value)
     return None
+
+
+def _peer_host(peer: str) -> str:
+    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` → the address, as HTTP reports it."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return peer
+    return rest.rsplit(":", 1)[0].strip("[]")
 
 
 def _client(scope: dict[str, Any]) -> str:
