@@ -23,7 +23,7 @@ from modelport.rollout.telemetry import VariantStats
 FeedbackSource = Callable[[str, str, float], Mapping[str, Moments]]
 BUILTIN_METRICS = ("latency_ms", "error_rate", "reward")
 #: metrics where lower is better (the verdict names the better variant accordingly)
-LOWER_IS_BETTER = {"latency_ms", "error_rate"}
+LOWER_IS_BETTER = {"latency_ms", "error_rate", "abs_error", "squared_error"}
 
 
 def traffic_moments(stats: VariantStats, metric: str) -> Moments:
@@ -41,7 +41,7 @@ def build(store: EndpointStore, name: str, *, metric: str = "latency_ms",
     traffic = store.traffic(name, since=since)
     if metric in ("latency_ms", "error_rate"):
         moments = {v: traffic_moments(s, metric) for v, s in traffic.items()}
-    elif metric == "reward":
+    elif metric == "reward" and (store.reward_moments(name) or feedback is None):
         moments = store.reward_moments(name)
     elif feedback is not None:
         moments = dict(feedback(name, metric, since))

@@ -133,6 +133,10 @@ class EndpointRouter:
         self._shadows: dict[str, _Shadow] = {}
         self._flushed = clock()
         self.dropped = 0
+        #: seconds between reads of bandit rewards from the prediction log's feedback
+        self.feedback_interval = 5.0
+        self._feedback_read = 0.0
+        self._logged: dict[str, dict[str, ArmStats]] = {}
 
     # ------------------------------------------------------------------ refresh
     def refresh(self, *, force: bool = False) -> bool:
@@ -177,9 +181,23 @@ class EndpointRouter:
                 self._shadows.pop(ref).stop()
 
     def refresh_arms(self) -> None:
+        """Bandit statistics: rewards recorded in the registry, plus (every
+        ``feedback_interval`` seconds) rewards logged as feedback in the prediction log."""
+        now = self.clock()
+        read_log = now - self._feedback_read >= self.feedback_interval
         for name, endpoint in self.endpoints.items():
-            if endpoint.spec.policy == "bandit":
-                self.arms[name] = self.store.arms(name)
+            if endpoint.spec.policy != "bandit":
+                continue
+            arms = dict(self.store.arms(name))
+            if read_log:
+                self._logged[name] = logged_rewards(endpoint)
+            for variant, extra in self._logged.get(name, {}).items():
+                old = arms.get(variant, ArmStats(variant))
+                arms[variant] = ArmStats(variant, old.pulls + extra.pulls,
+                                         old.reward_sum + extra.reward_sum)
+            self.arms[name] = arms
+        if read_log:
+            self._feedback_read = now
 
     # ------------------------------------------------------------------ routing
     def key_name(self, name: str) -> str:
@@ -296,6 +314,26 @@ class EndpointRouter:
             self.flush()
         except Exception as exc:  # shutting down: say so, do not raise
             log.warning("final flush of endpoint statistics failed: %s", exc)
+
+
+def logged_rewards(endpoint: Endpoint) -> dict[str, ArmStats]:
+    """Rewards in the prediction log's feedback, scaled to [0, 1] by the endpoint's declared
+    range (the feedback route stores what it is sent; ``add_rewards`` is the checked path)."""
+    try:
+        from modelport.rollout.feedback import moments
+    except ImportError:
+        return {}
+    b = endpoint.spec.bandit
+    try:
+        found = moments(endpoint, "reward")
+    except (ModelportError, ImportError) as exc:
+        log.debug("no logged rewards for %s: %s", endpoint.name, exc)
+        return {}
+    span = b.reward_max - b.reward_min
+    out = {}
+    for variant, m in found.items():
+        out[variant] = ArmStats(variant, m.n, (m.total - m.n * b.reward_min) / span)
+    return out
 
 
 def compare_into(stats: ShadowStats, primary: Result, shadow: Result) -> None:

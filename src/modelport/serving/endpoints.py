@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from modelport.core.concurrency import run_sync
+from modelport.rollout.feedback import canary_quality
 from modelport.rollout.router import EndpointRouter, Routed
 from modelport.rollout.store import EndpointStore
 
@@ -32,7 +33,7 @@ class HttpEndpoints:
         self.app = app
         self.router = EndpointRouter(
             EndpointStore(app.service.registry, actor="modelport-serve"), app.service,
-            source="rest", protected=lambda: set(app.served.values()))
+            source="rest", protected=lambda: set(app.served.values()), quality=canary_quality)
         self.poll_interval = poll_interval
         self._task: asyncio.Task[None] | None = None
         self._keys: dict[str, bytes] = {}
