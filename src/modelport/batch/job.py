@@ -74,6 +74,9 @@ class JobSpec:
     #: database schema of a SQL output's bookkeeping tables (default: the connection's)
     state_schema: str | None = None
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    #: prediction log stores (``--log``) and its YAML config (``--log-config``); empty: off
+    log: tuple[str, ...] = ()
+    log_config: str | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
@@ -94,7 +97,7 @@ class JobSpec:
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for name in ("key", "keep"):
+        for name in ("key", "keep", "log"):
             values[name] = tuple(values.get(name) or ())
         return cls(**values)
 
@@ -288,7 +291,9 @@ class BatchJob:
         task = ChunkTask(model_path, spec.trusted, spec.accelerate, run_meta, sink,
                          keep=keep, chunk_rows=spec.chunk_rows, rejects_uri=summary.rejects,
                          storage_options=spec.storage_options, cache_dir=cache_dir,
-                         model_digest=digest, parse_text=_is_text(source))
+                         model_digest=digest, parse_text=_is_text(source),
+                         log=spec.log, log_config=spec.log_config,
+                         log_home=str(self._settings().home))
         progress = self.progress or Progress(source.total_rows())
         for rows_in, rejected in staged.done.values():
             summary.rows_in += rows_in

@@ -118,9 +118,11 @@ class ChunkScorer:
                     for r in refused]
             good = to_chunk[local]
             batch = self._coerce(inputs.take(pa.array(local))) if len(local) else None
+        positions = np.arange(rows.num_rows) if good is None else good
+        #: the chunk and rows ``predict`` is called for (their ids: ``row_ids(*positions)``)
+        self.positions = (index, positions)
         result = self.predict(batch) if batch is not None else None
         kept = rows if good is None else rows.take(pa.array(good, pa.int64()))
-        positions = np.arange(rows.num_rows) if good is None else good
         output = self._output(index, kept, positions, result)
         bad.sort(key=lambda r: r.position)
         return ScoredChunk(index, output, self._rejects(index, rows, bad), rows.num_rows)

@@ -157,20 +157,37 @@ class ChunkTask:
     model_digest: str | None = None
     #: the input is text (CSV): parse cells the model takes as numbers or booleans
     parse_text: bool = False
+    #: prediction log stores / config file (``batch run --log``); the home the log lives under
+    log: tuple[str, ...] = ()
+    log_config: str | None = None
+    log_home: str | None = None
 
     def scorer(self) -> ChunkScorer:
         runner = runner_for(self.model_path, self.trusted, self.accelerate, self.cache_dir,
                             self.model_digest)
+        source = f"batch:{self.meta.run_id}"
+        scorer: ChunkScorer
 
         def predict(batch: Batch) -> Result:
-            return runner.predict(batch, source="batch")
+            ids = None
+            if runner.events.has_observers:  # the log: rows are <run_id>-<row>
+                ids = scorer.row_ids(*scorer.positions).to_pylist()
+            return runner.predict(batch, source=source, row_ids=ids)
 
-        return ChunkScorer(runner.model.signature, predict, self.meta, keep=self.keep,
-                           chunk_rows=self.chunk_rows, parse_text=self.parse_text)
+        scorer = ChunkScorer(runner.model.signature, predict, self.meta, keep=self.keep,
+                             chunk_rows=self.chunk_rows, parse_text=self.parse_text)
+        return scorer
 
     def run(self, index: int, rows: pa.RecordBatch) -> ChunkCounts:
-        """Score chunk ``index`` and stage it; its rejects are written first, then the chunk."""
+        """Score chunk ``index`` and stage it; its rejects are written first, then the chunk.
+        With the prediction log on, the chunk's predictions are logged before it is staged."""
+        plog = _prediction_log(self) if (self.log or self.log_config) else None
         scored = self.scorer().score(index, rows)
+        if plog is not None:
+            runner = runner_for(self.model_path, self.trusted, self.accelerate, self.cache_dir,
+                                self.model_digest)
+            runner.events.flush()
+            plog.flush()
         if scored.rejects is not None:
             if self.rejects_uri is None:
                 raise ModelportError("rows were rejected but the run has no rejects location")
@@ -180,6 +197,27 @@ class ChunkTask:
         self.sink.write(self.meta.run_id, index, scored.output,
                         (scored.rows_in, scored.rejected))
         return ChunkCounts(index, scored.rows_in, scored.rejected, scored.first_reason())
+
+
+_LOGS: dict[int, Any] = {}
+
+
+def _prediction_log(task: ChunkTask) -> Any:
+    """This process's prediction log for the task's runner (made and subscribed once)."""
+    from modelport.log import LogConfig, PredictionLog, open_stores
+    from modelport.settings import Settings
+
+    runner = runner_for(task.model_path, task.trusted, task.accelerate, task.cache_dir,
+                        task.model_digest)
+    with _RUNNERS_LOCK:
+        plog = _LOGS.get(id(runner))
+        if plog is None:
+            config = LogConfig.from_env(stores=task.log or None, config_file=task.log_config)
+            settings = Settings.from_env(home=task.log_home) if task.log_home else None
+            plog = PredictionLog(open_stores(config, settings), config)
+            runner.events.subscribe(plog)
+            _LOGS[id(runner)] = plog
+    return plog
 
 
 def run_chunk(task: ChunkTask, index: int, rows: pa.RecordBatch) -> ChunkCounts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -105,6 +106,12 @@ def _job_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: MODELPORT_STORAGE_OPTIONS)")
     p.add_argument("--trusted", action="store_true",
                    help="allow pickle-based artifacts (only for models you trust)")
+    p.add_argument("--log", action="append", metavar="STORE",
+                   help="write every prediction to the prediction log (delta, a folder, s3://…, "
+                        "postgresql://…, kafka://host:port/topic; repeatable; default: "
+                        "MODELPORT_LOG, else off); ids are <run_id>-<row>")
+    p.add_argument("--log-config", metavar="FILE",
+                   help="YAML file of the prediction log's model policies")
 
 
 def _columns(values: list[str]) -> tuple[str, ...]:
@@ -135,7 +142,10 @@ def spec_from(args: argparse.Namespace) -> Any:
         engine=args.engine, engine_address=args.engine_address, workers=args.workers,
         run_id=getattr(args, "run_id", None), resume=getattr(args, "resume", False),
         accelerate=args.accelerate, trusted=args.trusted, storage_options=options,
-        extra_columns=args.extra_columns, state_schema=args.state_schema)
+        extra_columns=args.extra_columns, state_schema=args.state_schema,
+        log=tuple(getattr(args, "log", None) or [s for s in os.environ.get(
+            "MODELPORT_LOG", "").split(",") if s.strip() and s.strip() != "off"]),
+        log_config=getattr(args, "log_config", None))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -85,6 +85,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     run.add_argument("--refresh-s", type=float, default=10.0, metavar="S",
                      help="how often to look for a moved alias (NAME@ALIAS) between batches")
     add_log_format(run)
+    run.add_argument("--log", action="append", metavar="STORE",
+                     help="write every prediction to the prediction log (delta, a folder, "
+                          "s3://…, postgresql://…, kafka://host:port/topic; repeatable; "
+                          "default: MODELPORT_LOG, else off)")
+    run.add_argument("--log-config", metavar="FILE",
+                     help="YAML file of the prediction log's flush cadence and model policies")
     run.add_argument("--log-json", action="store_true", help=argparse.SUPPRESS)  # deprecated
     run.add_argument("--accelerate", choices=["auto", "onnx", "off"], default="auto",
                      help="run the model under ONNX Runtime when predictions match "
@@ -255,6 +261,10 @@ def _run(args: argparse.Namespace) -> int:
         _attach_drift(args, runner, registry)
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
+    from modelport.log import start_logging
+
+    prediction_log = start_logging(runner.events, stores=args.log, config_file=args.log_config,
+                                   settings=settings_from(args), metrics_registry=registry)
 
     options = StreamOptions(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                             passthrough=keep,
@@ -270,7 +280,12 @@ def _run(args: argparse.Namespace) -> int:
     loops.append(loop)
     if stopping.is_set():
         loop.stop()
-    totals = loop.run()
+    try:
+        totals = loop.run()
+    finally:
+        if prediction_log is not None:  # SIGTERM: what the log holds is flushed before exit
+            runner.events.flush()
+            prediction_log.close()
     print(f"stopped after {totals.messages} messages: {totals.outputs} predictions, "
           f"{totals.dead_letters} dead letters", file=sys.stderr)
     return 0

@@ -40,6 +40,7 @@ from modelport.log.writer import PredictionLog
 
 if TYPE_CHECKING:
     from modelport.bundle.model import Model
+    from modelport.core.events import EventBus
     from modelport.settings import Settings
 
 
@@ -124,6 +125,27 @@ def feedback(prediction_id: str | None = None, *, label: Any = None, value: floa
     return write_feedback([item], store=store)
 
 
+def start_logging(events: EventBus, *, stores: Sequence[str] | None = None,
+                  config_file: str | None = None, settings: Settings | None = None,
+                  metrics_registry: Any = None) -> PredictionLog | None:
+    """Subscribe a prediction log to ``events`` when ``stores`` (``--log``), ``config_file``
+    (``--log-config``) or ``MODELPORT_LOG`` / ``MODELPORT_LOG_CONFIG`` ask for one; ``None``
+    otherwise. The caller closes it (``events.flush()`` then ``close()``) when it stops."""
+    import os
+
+    wanted = [s for s in (stores or []) if s.strip()]
+    env_stores = [s for s in os.environ.get("MODELPORT_LOG", "").split(",") if s.strip()]
+    if not (wanted or config_file or env_stores or os.environ.get("MODELPORT_LOG_CONFIG")):
+        return None
+    if (wanted or env_stores) in (["off"],):
+        return None
+    config = LogConfig.from_env(stores=wanted or None, config_file=config_file)
+    plog = PredictionLog(open_stores(config, settings), config,
+                         metrics_registry=metrics_registry).start()
+    events.subscribe(plog)
+    return plog
+
+
 def enable(model: Model, config: LogConfig | None = None, *,
            stores: Sequence[LogStore] | None = None) -> PredictionLog:
     """Log every prediction ``model`` makes from now on (Python API, opt-in); returns the log
@@ -159,5 +181,6 @@ __all__ = [
     "open_stores",
     "query",
     "read",
+    "start_logging",
     "write_feedback",
 ]

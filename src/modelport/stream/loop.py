@@ -343,13 +343,30 @@ class StreamLoop:
                     return None
                 batch = self.runner.model.signature.coerce(records,
                                                            allow_extra=self.options.allow_extra)
-            result = self.runner.predict(batch, source="stream",
-                                         request_id=messages[0].request_id)
+            result = self.runner.predict(batch, source=f"stream:{messages[0].topic}",
+                                         request_id=messages[0].request_id,
+                                         row_ids=self._row_ids(messages))
         except ModelportError:  # the general path says which messages (predicting once more)
             return None
         if result.n_rows != len(messages):
             return None
         return self.codec.encode_batch(messages, records, result, picks=picks)
+
+    def _row_ids(self, messages: Sequence[Message], sizes: Sequence[int] | None = None
+                 ) -> list[str] | None:
+        """The prediction ids of the rows (``<topic>-<partition>-<offset>``, ``-<i>`` for
+        record ``i`` of a list message), made only when an observer (the log) will read them."""
+        if not self.runner.events.has_observers:
+            return None
+        if sizes is None:
+            return [f"{t}-{p}-{o}" for t, p, o in zip(
+                column(messages, "topic"), column(messages, "partition"),
+                column(messages, "offset"), strict=True)]
+        ids: list[str] = []
+        for msg, size in zip(messages, sizes, strict=True):
+            base = f"{msg.topic}-{msg.partition}-{msg.offset}"
+            ids.extend([base] if size == 1 else [f"{base}-{i}" for i in range(size)])
+        return ids
 
     def _coerce(
         self, decoded: list[tuple[Message, list[dict[str, Any]]]], dead: list[Output]
@@ -389,7 +406,9 @@ class StreamLoop:
         request_id = decoded[0][0].request_id
         sizes = [len(recs) for _, recs in decoded]
         try:
-            result = self.runner.predict(batch, source="stream", request_id=request_id)
+            result = self.runner.predict(
+                batch, source=f"stream:{decoded[0][0].topic}", request_id=request_id,
+                row_ids=self._row_ids([msg for msg, _ in decoded], sizes))
         except ModelportError as exc:
             if len(decoded) == 1:
                 dead.append(self.codec.dead_letter(decoded[0][0], PREDICTION_FAILED, str(exc)))
@@ -409,7 +428,9 @@ class StreamLoop:
             one = batch.slice(start, start + size)
             start += size
             try:
-                result = self.runner.predict(one, source="stream", request_id=item[0].request_id)
+                result = self.runner.predict(one, source=f"stream:{item[0].topic}",
+                                             request_id=item[0].request_id,
+                                             row_ids=self._row_ids([item[0]], [size]))
                 out.append((item, self.codec.predictions(result)))
             except ModelportError as exc:
                 dead.append(self.codec.dead_letter(item[0], PREDICTION_FAILED, str(exc)))
