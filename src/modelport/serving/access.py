@@ -21,7 +21,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import (
     AuthenticationError,
@@ -31,8 +31,10 @@ from modelport.serving.auth import FileKeyStore, KeyStore, KeyTable, Principal, 
 from modelport.serving.auth_config import AuthConfig
 from modelport.serving.http_errors import MethodNotAllowed, Protocol
 from modelport.serving.limits import BadTokenLimiter, CallerLimits
-from modelport.serving.oidc import OidcVerifier, looks_like_jwt
 from modelport.serving.routes import GRPC_SCOPES, ROUTES, RouteTable, Scope, grants
+
+if TYPE_CHECKING:
+    from modelport.serving.oidc import OidcVerifier
 
 log = logging.getLogger("modelport.serving.auth")
 
@@ -92,7 +94,11 @@ class AccessControl:
                 store = FileKeyStore(config.keys_file)
             elif engine is not None:
                 store = SqlKeyStore(engine)
-        oidc = OidcVerifier(config) if config.is_on and config.oidc else None
+        oidc = None
+        if config.is_on and config.oidc:
+            from modelport.serving.oidc import OidcVerifier  # joserfc: only when configured
+
+            oidc = OidcVerifier(config)
         return cls(config, store=store, oidc=oidc)
 
     def refresh(self) -> None:
@@ -164,7 +170,7 @@ class AccessControl:
             if authorization[:7].lower() != _BEARER:
                 raise AuthenticationError("use 'Authorization: Bearer <key>'")
             token = authorization[7:].strip().decode("latin-1")
-            if self.oidc is not None and looks_like_jwt(token):
+            if self.oidc is not None and token.startswith("ey") and token.count(".") == 2:
                 return self.oidc.verify(token)
             return self.keys.verify(token)
         except AuthenticationError:
