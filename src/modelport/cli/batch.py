@@ -31,6 +31,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="print no progress")
+    p.add_argument("--endpoint", metavar="NAME",
+                   help="score through this endpoint's traffic policy (REF is then omitted): "
+                        "rows are split by --routing-key as online requests with that key are")
+    p.add_argument("--routing-key", metavar="COLUMN",
+                   help="column holding the routing key (default: the endpoint's key)")
+    p.add_argument("--shadow", metavar="REF",
+                   help="also score every row with REF and write an agreement report")
+    p.add_argument("--shadow-report", metavar="FILE",
+                   help="where the agreement report goes (default: OUTPUT.shadow.json)")
     p.set_defaults(func=_run)
 
     p = bsub.add_parser("schedule", help="run a batch job on a cron schedule")
@@ -62,7 +71,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _job_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("ref", help="NAME, NAME:VERSION, NAME@ALIAS or a bundle directory")
+    p.add_argument("ref", nargs="?",
+                   help="NAME, NAME:VERSION, NAME@ALIAS or a bundle directory")
     p.add_argument("--input", "-i", required=True, metavar="URI",
                    help="file, folder or glob (local or s3://…; Parquet, CSV, JSON lines), or a "
                         "database URL with --query")
@@ -124,6 +134,10 @@ def spec_from(args: argparse.Namespace) -> Any:
     from modelport.batch.job import JobSpec
     from modelport.extras import require_drivers
 
+    if not args.ref:
+        raise ConfigurationError(
+            "name the model to score (NAME, NAME:VERSION, NAME@ALIAS or a bundle directory), "
+            "or score through an endpoint with 'modelport batch run --endpoint NAME'")
     require_drivers((args.input, "--input"), (args.output, "--output"),
                     (args.rejects, "--rejects"))
     options: dict[str, Any] = settings_from(args).storage_options
@@ -152,6 +166,8 @@ def _run(args: argparse.Namespace) -> int:
     from modelport.batch.job import BatchJob
     from modelport.batch.progress import Progress
 
+    if getattr(args, "endpoint", None) or getattr(args, "shadow", None):
+        return _run_endpoint(args)
     spec = spec_from(args)
     settings = settings_from(args)
     progress = Progress(enabled=not args.no_progress)
@@ -174,6 +190,30 @@ def _run(args: argparse.Namespace) -> int:
             text += f"\n{summary.rejected:,} rows rejected (see {summary.rejects}): " \
                     f"{summary.first_reject_reason}"
     emit(args, data, text)
+    return 0
+
+
+def _run_endpoint(args: argparse.Namespace) -> int:
+    """``batch run --endpoint NAME`` / ``--shadow REF`` (modelport.rollout.batch)."""
+    from modelport.cli.common import registry_from
+    from modelport.rollout.batch import run
+
+    if args.endpoint and args.ref:
+        raise ConfigurationError("give a model REF or --endpoint NAME, not both")
+    with registry_from(args) as registry:
+        summary = run(registry, input=args.input, output=args.output, endpoint=args.endpoint,
+                      ref=args.ref, routing_key=args.routing_key,
+                      keep=_columns([*args.key, *args.keep]), shadow=args.shadow,
+                      shadow_report=args.shadow_report, run_id=args.run_id, query=args.query,
+                      input_format=args.input_format, trusted=args.trusted,
+                      accelerate=args.accelerate)
+    shares = ", ".join(f"{v} {n:,}" for v, n in summary.variants.items())
+    text = f"scored {summary.rows:,} rows into {summary.output} ({shares}), run {summary.run_id}"
+    for name, s in summary.shadows.items():
+        agreement = "-" if s["agreement"] is None else f"{s['agreement']:.2%}"
+        text += (f"\nshadow {name}: agreement {agreement} on {s['compared']:,} rows, "
+                 f"{s['errors']} errors; report {summary.shadow_report}")
+    emit(args, summary.to_dict(), text)
     return 0
 
 
