@@ -22,7 +22,7 @@ import orjson
 from modelport.bundle.model import Model
 from modelport.bundle.signature import DEFAULT_EXTRA, ExtraColumns
 from modelport.core.batch import Batch, Result
-from modelport.core.schema import PredictionSchema, row_ids, timestamp_text
+from modelport.core.schema import PredictionSchema, row_ids
 from modelport.errors import InvalidInputError
 
 
@@ -71,5 +71,4 @@ def encode(result: Result, model: Model, name: str, request: Decoded | bool,
                                 predicted_at=moment, keys=passthrough)[0]
         return orjson.dumps(record)
     rows = schema.records(result, ids=ids, predicted_at=moment, keys=passthrough)
-    return orjson.dumps({"model": name, "version": model.version,
-                         "predicted_at": timestamp_text(moment), "predictions": rows})
+    return orjson.dumps({"model": name, "version": model.version, "predictions": rows})
