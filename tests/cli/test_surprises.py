@@ -146,9 +146,12 @@ def test_read_only_commands_create_nothing_and_say_where_they_looked(
     assert text.startswith("(none): no registry at ") and where in text
     assert main(["models", "list", "--json"]) == 0
     assert json.loads(out(capsys)[0]) == []
+    for argv in (["batch", "jobs"], ["batch", "history"]):
+        assert main(argv) == 0
+        text, _ = out(capsys)
+        assert text.startswith("(none): no registry at ") and where in text
     for argv in (["models", "show", "churn"], ["models", "list", "churn"],
-                 ["models", "audit"], ["alias", "list", "churn"], ["batch", "jobs"],
-                 ["batch", "history"], ["serve", "churn"],
+                 ["models", "audit"], ["alias", "list", "churn"], ["serve", "churn"],
                  ["predict", "churn", "--input", str(tmp_path / "x.csv")]):
         (tmp_path / "x.csv").write_text("a\n1\n")
         assert main(argv) == 4, argv

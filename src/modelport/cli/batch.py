@@ -217,14 +217,10 @@ def _run_endpoint(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(args: argparse.Namespace, *, read_only: bool = False) -> Any:
+def _store(args: argparse.Namespace) -> Any:
     from modelport.batch.scheduler import JobStore
 
-    settings = settings_from(args)
-    missing = missing_registry(settings) if read_only else None
-    if missing is not None:  # nothing was ever scheduled there; create nothing
-        raise NotFoundError(f"no scheduled jobs: {no_registry_message(missing)}")
-    return JobStore(settings.registry_url).load()
+    return JobStore(settings_from(args).registry_url).load()
 
 
 def _check_model(args: argparse.Namespace) -> None:
@@ -257,16 +253,28 @@ def _unschedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nothing_scheduled(args: argparse.Namespace) -> bool:
+    """With no registry there is nothing to list: say where we looked, create nothing."""
+    missing = missing_registry(settings_from(args))
+    if missing is not None:
+        emit(args, [], f"(none): {no_registry_message(missing)}")
+    return missing is not None
+
+
 def _jobs(args: argparse.Namespace) -> int:
+    if _nothing_scheduled(args):
+        return 0
     rows = [{"name": j.name, "cron": j.cron, "model": j.spec.ref, "output": j.spec.output,
              "next_slot": j.next_slot.isoformat(), "catchup": j.catchup}
-            for j in _store(args, read_only=True).jobs()]
+            for j in _store(args).jobs()]
     emit(args, rows, table(rows, ["name", "cron", "model", "output", "next_slot"]))
     return 0
 
 
 def _history(args: argparse.Namespace) -> int:
-    rows = _store(args, read_only=True).history(args.name, limit=args.limit)
+    if _nothing_scheduled(args):
+        return 0
+    rows = _store(args).history(args.name, limit=args.limit)
     for row in rows:
         for k in ("slot", "started_at", "finished_at"):
             if row.get(k) is not None:
