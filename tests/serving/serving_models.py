@@ -53,3 +53,10 @@ class TextLengthModel:
     def predict(self, batch: Any) -> Any:
         words = batch.column("word")
         return np.array([len(w) for w in words], dtype=np.float64) + batch.column("x")
+
+
+class BrokenLoadModel(SumModel):
+    """Fails to load with a server path in its message, which callers must never see."""
+
+    def load(self, path: Path) -> None:
+        raise RuntimeError("boom in load /secret/path/xyz")
