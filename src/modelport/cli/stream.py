@@ -29,7 +29,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description="Consume JSON records, predict them in micro-batches and write each "
                     "prediction to a topic, a stream or a database table. Offsets are committed "
                     "only after the sink has the outputs (at-least-once; SQL sinks upsert).")
-    run.add_argument("ref", help="NAME, NAME:VERSION, NAME@ALIAS or a bundle directory")
+    run.add_argument("ref", nargs="?",
+                     help="NAME, NAME:VERSION, NAME@ALIAS or a bundle directory")
+    run.add_argument("--endpoint", metavar="NAME",
+                     help="predict through this endpoint's traffic policy (REF is then omitted):"
+                          " messages are routed by their key as REST requests with that key are")
     run.add_argument("--source", required=True, metavar="URI",
                      help="kafka://HOST:PORT/TOPIC or redis://HOST:PORT/DB/STREAM")
     run.add_argument("--sink", required=True, metavar="URI",
@@ -154,6 +158,36 @@ def _runner(args: argparse.Namespace) -> tuple[Any, Any]:
     return service.runner(args.ref), refresh
 
 
+def _endpoint_runner(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The endpoint's primary runner, a refresh that follows policy changes, and the routing."""
+    from modelport.core.runner import RunnerOptions
+    from modelport.core.service import InferenceService
+    from modelport.rollout.router import EndpointRouter
+    from modelport.rollout.store import EndpointStore
+    from modelport.rollout.stream import StreamRouting
+
+    if args.ref:
+        raise ConfigurationError("give a model REF or --endpoint NAME, not both")
+    registry = read_registry(args)
+    service = InferenceService(registry, options=RunnerOptions(accelerate=args.accelerate),
+                               trusted=args.trusted)
+    router = EndpointRouter(EndpointStore(registry, actor="modelport-stream"), service,
+                            source="stream")
+    router.refresh(force=True)
+    if args.endpoint not in router.endpoints:
+        EndpointStore(registry).get(args.endpoint)  # NotFoundError naming the fix
+        raise ConfigurationError(f"endpoint {args.endpoint!r}: {router.errors[args.endpoint]}")
+    routing = StreamRouting(router, args.endpoint)
+    runner = routing.primary()
+
+    def refresh() -> Any:
+        service.refresh()
+        router.tick()
+        return routing.loop.runner if routing.loop is not None else runner  # no switch here
+
+    return runner, refresh, routing
+
+
 def _attach_drift(args: argparse.Namespace, runner: Any, metrics_registry: Any) -> None:
     from modelport.monitor import live
 
@@ -235,8 +269,16 @@ def _run(args: argparse.Namespace) -> int:
             ensure_topics(at.location, [at.name],
                           like=source_at.name if at.location == source_at.location else at.name)
 
-    runner, refresh = _runner(args)
-    group = args.group or f"modelport-{runner.name}"
+    routing = None
+    if args.endpoint:
+        runner, refresh, routing = _endpoint_runner(args)
+    elif not args.ref:
+        raise ConfigurationError(
+            "name the model to run (NAME, NAME:VERSION, NAME@ALIAS or a bundle directory), or "
+            "run through an endpoint with 'modelport stream run --endpoint NAME'")
+    else:
+        runner, refresh = _runner(args)
+    group = args.group or f"modelport-{args.endpoint or runner.name}"
     consumer = args.instance_id or f"{socket.gethostname()}-{os.getpid()}"
     kafka_config = _kafka_config(args.kafka_config)
     consumer_config = dict(kafka_config)
@@ -270,10 +312,14 @@ def _run(args: argparse.Namespace) -> int:
                             passthrough=keep,
                             allow_extra=not args.strict and args.extra_columns != "refuse",
                             extra_columns="refuse" if args.strict else args.extra_columns,
-                            exactly_once=args.exactly_once, refresh_interval_s=args.refresh_s)
+                            exactly_once=args.exactly_once,
+                            # an endpoint's policy changes reach the worker within a second
+                            refresh_interval_s=min(args.refresh_s, 0.5) if routing is not None
+                            else args.refresh_s)
     loop = StreamLoop(runner, source, sink, dead_letters=dead_letters,
                       dead_letter_topic=dead_at.name, options=options, metrics=metrics,
-                      failpoint=CrashAt.from_env(os.environ.get(ENV)), refresh=refresh)
+                      failpoint=CrashAt.from_env(os.environ.get(ENV)), refresh=refresh,
+                      routing=routing)
     # the model and libraries live as long as the worker: keep the garbage collector from
     # rescanning them after every batch (measured: a visible share of per-batch time)
     gc.freeze()

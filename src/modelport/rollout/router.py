@@ -65,11 +65,11 @@ class _Shadow:
     def __init__(self, router: EndpointRouter, ref: str, capacity: int) -> None:
         self.router = router
         self.ref = ref
-        self.queue: queue.Queue[tuple[str, str, Batch, Result] | None] = queue.Queue(capacity)
+        self.queue: queue.Queue[Any] = queue.Queue(capacity)
         self.thread = threading.Thread(target=self._run, name=f"shadow-{ref}", daemon=True)
         self.thread.start()
 
-    def offer(self, item: tuple[str, str, Batch, Result]) -> bool:
+    def offer(self, item: Any) -> bool:
         try:
             self.queue.put_nowait(item)
             return True
@@ -85,6 +85,13 @@ class _Shadow:
             item = self.queue.get()
             if item is None:
                 return
+            if callable(item[2]):  # (endpoint, variant, fn): a stream batch for the log only
+                try:
+                    item[2](self.router.service.runner(self.ref))
+                except Exception as exc:
+                    log.debug("shadow %s of %s failed: %s", item[1], item[0], exc)
+                    self.router._shadow_done(item[0], item[1], None, None, 0.0)
+                continue
             endpoint, variant, batch, primary = item
             start = time.perf_counter()
             try:
@@ -249,6 +256,17 @@ class EndpointRouter:
                 self.dropped += 1
                 with self._lock:
                     self._shadow_entry(decision.endpoint, variant).dropped += 1
+
+    def shadow_call(self, endpoint: str, variant: str, ref: str,
+                    fn: Callable[[Runner], None]) -> None:
+        """Run ``fn(runner of ref)`` on the shadow's thread; dropped (counted) when it is busy."""
+        worker = self._shadows.get(ref)
+        if worker is None:
+            worker = self._shadows[ref] = _Shadow(self, ref, self.shadow_capacity)
+        if not worker.offer((endpoint, variant, fn)):
+            self.dropped += 1
+            with self._lock:
+                self._shadow_entry(endpoint, variant).dropped += 1
 
     def _shadow_entry(self, endpoint: str, variant: str) -> ShadowStats:
         stats = self._shadow_stats.get((endpoint, variant))

@@ -138,8 +138,11 @@ class StreamLoop:
         sleep: Callable[[float], None] = time.sleep,
         failpoint: Failpoint | None = None,
         refresh: Callable[[], Runner] | None = None,
+        routing: Any = None,
     ) -> None:
         self.runner = model if isinstance(model, Runner) else Runner(model)
+        #: an endpoint's routing (modelport.rollout.stream.StreamRouting): messages by key
+        self.routing = routing
         self.refresh = refresh
         self.source = source
         self.sink = sink
@@ -252,7 +255,8 @@ class StreamLoop:
         """Predict ``messages`` and deliver the outputs; with a pipelined sink, the previous
         batch is finished here and this one is left in flight (see :meth:`finish`)."""
         start = self.clock()
-        outputs, dead = self._predict(messages, start)
+        outputs, dead = (self._predict(messages, start) if self.routing is None
+                         else self.routing.predict(self, messages, start))
         writes = self._writes(outputs, dead)
         if self.options.exactly_once:
             assert isinstance(self.sink, TransactionalSink)
