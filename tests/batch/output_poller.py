@@ -23,7 +23,8 @@ with open(log_file, "w") as log:
             table = pq.read_table(output) if options is None else read_output(
                 output, storage_options=options)
             ids = table["id"].to_pylist()
-            seen = {"rows": table.num_rows, "runs": sorted(set(table["run_id"].to_pylist())),
+            runs = {p.rsplit("-", 1)[0] for p in table["prediction_id"].to_pylist()}
+            seen = {"rows": table.num_rows, "runs": sorted(runs),
                     "ids_ok": ids == list(range(len(ids)))}
         except FileNotFoundError as exc:
             # listed the old version, then the switch happened: a failed read, retried; never a

@@ -18,7 +18,8 @@ with open(log_file, "w") as log:
         try:
             with engine.connect() as conn:
                 rows, runs = conn.execute(sa.text(
-                    f'SELECT count(*), array_agg(DISTINCT run_id) FROM "{table}"')).one()
+                    "SELECT count(*), array_agg(DISTINCT regexp_replace(prediction_id, "
+                    f"'-[0-9]+$', '')) FROM \"{table}\"")).one()
             seen = {"rows": rows, "runs": sorted(runs or [])}
         except Exception as exc:
             seen = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}

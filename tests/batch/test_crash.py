@@ -90,8 +90,8 @@ def test_sigkill_half_way_and_in_commit_then_resume(slow_bundle: Path, tmp_path:
 
     clean = tmp_path / "clean"
     finish(batch([*common[:5], "--output", str(clean), *common[7:], "--run-id", "run-clean"]))
-    resumed = pq.read_table(out).drop_columns(["run_id", "scored_at"])
-    uninterrupted = pq.read_table(clean).drop_columns(["run_id", "scored_at"])
+    resumed = pq.read_table(out).drop_columns(["prediction_id", "predicted_at"])
+    uninterrupted = pq.read_table(clean).drop_columns(["prediction_id", "predicted_at"])
     assert resumed.equals(uninterrupted)
 
 
@@ -138,7 +138,9 @@ def test_postgres_output_sigkill_half_way_and_in_the_swap_then_resume(
         proc.communicate()
         assert staged() == 40
         with engine.connect() as conn:  # waits for the killed swap to roll back
-            runs = conn.execute(sa.text(f'SELECT DISTINCT run_id FROM "{pg_table}"')).all()
+            runs = conn.execute(sa.text(
+                "SELECT DISTINCT regexp_replace(prediction_id, '-[0-9]+$', '') "
+                f'FROM "{pg_table}"')).all()
         assert runs == [(f"{pg_table}-old",)]
 
         summary = json.loads(finish(batch([*run, "--resume"])))
@@ -304,6 +306,6 @@ def test_s3_output_sigkill_half_way_and_before_the_pointer_put_then_resume(
 
     clean = tmp_path / "clean"
     finish(batch([*common[:5], "--output", str(clean), *common[7:], "--run-id", "run-clean"]))
-    drop = ["run_id", "scored_at"]
+    drop = ["prediction_id", "predicted_at"]
     assert read_output(out, storage_options=options).drop_columns(drop).equals(
         pq.read_table(clean).drop_columns(drop))

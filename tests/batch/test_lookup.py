@@ -89,19 +89,21 @@ def test_lookup_from_redis_and_sql_with_live_fallback(server: str,
     assert response.status_code == 200, response.text
     hit = response.json()
     assert hit["found"] and hit["source"] == "precomputed"
-    assert hit["model_name"] == "lr" and hit["model_version"] == 1 and hit["run_id"]
+    assert hit["model"] == "lr" and hit["version"] == 1 and hit["prediction_id"]
     assert hit["probabilities"]["1"] == pytest.approx(expected[7], abs=1e-5)
 
     sql_hit = httpx.get(f"{server}/lookup/lr-sql/7").json()
-    assert sql_hit["run_id"].startswith("run-") and sql_hit["run_id"] != hit["run_id"]
-    assert sql_hit["model_version"] == 1 and sql_hit["source"] == "precomputed"
+    assert sql_hit["prediction_id"].startswith("run-")
+    assert sql_hit["prediction_id"] != hit["prediction_id"]  # two runs, two outputs
+    assert sql_hit["version"] == 1 and sql_hit["source"] == "precomputed"
+    assert sql_hit["predicted_at"].endswith("Z")
     assert sql_hit["probabilities"]["1"] == pytest.approx(expected[7], abs=1e-5)
 
     miss = httpx.get(f"{server}/lookup/lr/999")
     assert miss.status_code == 404 and "features" in miss.json()["error"]
     features = {"f0": 0.5, "f1": -1.0, "f2": 0.0, "f3": 2.0}
     live = httpx.post(f"{server}/lookup/lr/999", json={"features": features}).json()
-    assert live["source"] == "live" and live["model_version"] == 1
+    assert live["source"] == "live" and live["version"] == 1 and live["prediction_id"]
     assert live["probabilities"]["1"] == pytest.approx(
         model.predict_proba([features])[0, 1], abs=1e-5)
     assert httpx.get(f"{server}/lookup/lr-sql/999").status_code == 404

@@ -36,7 +36,7 @@ def test_local_run_writes_predictions_for_every_row(classifier_bundle: Path, tmp
     assert table["id"].to_pylist() == list(range(1000))
     np.testing.assert_allclose(table["probability_1"].to_numpy(),
                                model.predict_proba(data[FEATURES])[:, 1], atol=1e-5)
-    assert set(table["run_id"].to_pylist()) == {summary.run_id}
+    assert table["prediction_id"].to_pylist() == [f"{summary.run_id}-{i}" for i in range(1000)]
     assert read_output(str(out)).equals(table)
 
 
@@ -137,7 +137,7 @@ def test_onnx_conversion_is_cached_for_the_next_run(slow_bundle: Path, tmp_path:
     assert "cached" not in (first.acceleration or "")
     assert "conversion cached" in (second.acceleration or "")
     assert len(list((home / "cache" / "onnx").glob("*.onnx"))) == 1
-    drop = ["run_id", "scored_at"]
+    drop = ["prediction_id", "predicted_at"]
     assert pq.read_table(tmp_path / "first").drop_columns(drop).equals(
         pq.read_table(tmp_path / "second").drop_columns(drop))
     native = run_job(spec.with_changes(output=str(tmp_path / "native"), accelerate="off"),
@@ -195,7 +195,7 @@ def test_only_columns_with_few_values_are_dictionary_encoded(classifier_bundle: 
     group = pq.ParquetFile(part).metadata.row_group(0)
     encoded = {group.column(i).path_in_schema for i in range(group.num_columns)
                if any("DICTIONARY" in e for e in group.column(i).encodings)}
-    assert encoded == {"prediction", "model_name", "model_version", "run_id", "scored_at"}
+    assert encoded == {"prediction", "model", "version", "predicted_at"}
     table = read_output(str(out))
     assert table["id"].to_pylist() == list(range(300))
-    assert set(table["model_name"].to_pylist()) == {modelport.load(str(classifier_bundle)).name}
+    assert set(table["model"].to_pylist()) == {modelport.load(str(classifier_bundle)).name}

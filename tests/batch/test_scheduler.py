@@ -70,7 +70,8 @@ def test_scheduler_runs_due_slots_once_and_keeps_history(
     assert [s.run_id for s in ran] == ["hourly-20260301T090000Z", "hourly-20260301T100000Z",
                                        "hourly-20260301T110000Z"]
     assert scheduler.tick() == []  # already done
-    assert pq.read_table(tmp_path / "out")["run_id"][0].as_py() == "hourly-20260301T110000Z"
+    assert pq.read_table(tmp_path / "out")["prediction_id"][0].as_py() == \
+        "hourly-20260301T110000Z-0"
     history = store.history("hourly")
     assert [h["status"] for h in history] == ["succeeded"] * 3
     assert history[0]["rows_in"] == 50 and history[0]["duration_s"] is not None

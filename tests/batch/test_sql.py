@@ -16,6 +16,9 @@ from .conftest import PG_URL, frame, write_parquet
 
 QUIET = {"progress": Progress(enabled=False)}
 
+#: the run a row came from: its prediction id is <run_id>-<row>
+RUN = "regexp_replace(prediction_id, '-[0-9]+$', '')"
+
 
 def pg() -> sa.engine.Engine:
     return sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
@@ -42,7 +45,7 @@ def test_postgres_query_in_postgres_table_out_replace_append_upsert(
     assert (summary.rows_in, summary.rows_out) == (250, 250)
     out = read(pg_table)
     assert out["id"].tolist() == list(range(250))
-    assert set(out["run_id"]) == {summary.run_id}
+    assert {p.rsplit("-", 1)[0] for p in out["prediction_id"]} == {summary.run_id}
     assert run_job(spec, **QUIET).noop
 
     with pytest.raises(ConflictError, match="already exists"):
@@ -63,7 +66,8 @@ def test_postgres_query_in_postgres_table_out_replace_append_upsert(
     second = run_job(up.with_changes(run_id="upsert-2"), **QUIET)
     out = read(upsert_table)
     assert len(out) == 255  # 250 updated or kept + 5 new keys
-    assert set(out.loc[out["id"] < 10, "run_id"]) == {"upsert-2"}
+    assert {p.rsplit("-", 1)[0] for p in out.loc[out["id"] < 10, "prediction_id"]} == {
+        "upsert-2"}
     assert first.run_id != second.run_id
     # no staging tables are left behind
     engine = pg()
@@ -107,7 +111,8 @@ def test_mariadb_query_in_mariadb_table_out_replace_then_upsert(
         first = run_job(spec, **QUIET)
         second = run_job(spec.with_changes(run_id="replaced"), **QUIET)
         with engine.connect() as conn:
-            rows = conn.execute(sa.text(f"SELECT id, run_id FROM {table} ORDER BY id")).all()
+            rows = conn.execute(sa.text(
+                f"SELECT id, {RUN} FROM {table} ORDER BY id")).all()
         assert [r[0] for r in rows] == list(range(120))
         assert {r[1] for r in rows} == {"replaced"} and first.run_id != "replaced"
         assert second.rows_out == 120
@@ -116,7 +121,7 @@ def test_mariadb_query_in_mariadb_table_out_replace_then_upsert(
         run_job(spec.with_changes(mode="upsert", run_id="upserted"), **QUIET)
         with engine.connect() as conn:
             runs = dict(conn.execute(sa.text(
-                f"SELECT run_id, count(*) FROM {table} GROUP BY run_id")).all())
+                f"SELECT {RUN}, count(*) FROM {table} GROUP BY {RUN}")).all())
         assert runs == {"upserted": 100, "replaced": 20}
     finally:
         with engine.begin() as conn:
