@@ -364,7 +364,8 @@ class Signature:
                     raise _missing(spec)
         # nullable integer columns with a missing value stay float64 (NaN): models that handle
         # missing values (tree ensembles) read it as "missing"
-        out = matrix if nan.any() else matrix.astype(self._uniform, copy=False)
+        keep_float = nan.any() and not self._uniform.startswith("float")
+        out = matrix if keep_float else matrix.astype(self._uniform, copy=False)
         return Batch.from_matrix(self.input_names, out, keys=keys)
 
     def _from_columns(
