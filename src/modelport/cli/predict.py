@@ -168,7 +168,8 @@ def records_of(table: pa.Table, schema: PredictionSchema) -> list[dict[str, Any]
 
 
 def _keys(table: pa.Table) -> list[str]:
-    return table.column_names[:table.column_names.index("prediction_id")]
+    names: list[str] = list(table.column_names)
+    return names[:names.index("prediction_id")]
 
 
 def _report_rejects(scored: ScoredChunk, max_rate: float | None) -> None:

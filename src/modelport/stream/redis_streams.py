@@ -167,6 +167,7 @@ class RedisStreamSink:
         pipe = self.client.pipeline(transaction=False)
         for out in outputs:
             source = out.source
+            fields: dict[Any, Any]
             if out.dead_letter and source is not None and source.fields is not None:
                 # the entry's own fields, unchanged (its headers replaced by the dead letter's)
                 fields = {k: v for k, v in source.fields if not k.startswith(_PREFIX)}
