@@ -95,6 +95,8 @@ def _metrics(part: Any, task: Task, probas: list[str]) -> dict[str, Any]:
     mask = part["label"].notna().to_numpy()
     y_true = part["label"].to_numpy()[mask]
     y_pred = part["prediction"].to_numpy()[mask]
+    if y_pred.dtype.kind in "iubf":  # labels read back as float / nullable: the class dtype
+        y_true = y_true.astype(y_pred.dtype)
     out = _counts(n, int(mask.sum()))
     out["accuracy"] = _safe(metrics.accuracy_score, y_true, y_pred)
     classes = [c[len("probability_"):] for c in probas]
