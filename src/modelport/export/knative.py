@@ -35,12 +35,12 @@ def manifests(source: ExportSource, options: KubernetesOptions) -> dict[str, Man
         "name": "server", "image": options.image, "command": plan.command(),
         "ports": [{"name": "http1", "containerPort": plan.http_port}],
         "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
-        "readinessProbe": {"httpGet": {"path": READY_PATH}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": LIVE_PATH}, "periodSeconds": 10},
+        "readinessProbe": {"httpGet": {"path": READY_PATH, "port": plan.http_port},
+                           "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": LIVE_PATH, "port": plan.http_port},
+                          "periodSeconds": 10},
         "resources": options.resources.to_dict(),
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                         {"name": "cache", "mountPath": "/srv/modelport/cache"}],
     }
     template_meta = {
         "labels": {k: v for k, v in metadata(prov, options, options.name, "server")
@@ -63,7 +63,6 @@ def manifests(source: ExportSource, options: KubernetesOptions) -> dict[str, Man
                 "containerConcurrency": 0,
                 "timeoutSeconds": 300,
                 "containers": [container],
-                "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "cache", "emptyDir": {}}],
             },
         }},
     }}

@@ -16,7 +16,6 @@ from modelport.export.kubernetes import (
     Manifest,
     container_security,
     metadata,
-    scratch_volumes,
     server_probes,
 )
 
@@ -28,7 +27,6 @@ def manifests(source: ExportSource, options: KubernetesOptions) -> dict[str, Man
     options.check()
     prov = source.provenance
     plan = options.plan
-    volumes, mounts = scratch_volumes()
     meta = metadata(prov, options, options.name, "server")
     meta["annotations"]["serving.kserve.io/enable-prometheus-scraping"] = "true"
     meta["annotations"]["prometheus.kserve.io/port"] = str(plan.http_port)
@@ -41,7 +39,6 @@ def manifests(source: ExportSource, options: KubernetesOptions) -> dict[str, Man
         **{k: v for k, v in server_probes(plan, plan.http_port).items()},
         "resources": options.resources.to_dict(),
         "securityContext": container_security(),
-        "volumeMounts": mounts,
     }
     return {"inferenceservice.yaml": {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
@@ -52,6 +49,5 @@ def manifests(source: ExportSource, options: KubernetesOptions) -> dict[str, Man
             "timeout": 60,
             "terminationGracePeriodSeconds": plan.termination_grace_s,
             "containers": [container],
-            "volumes": volumes,
         }},
     }}

@@ -5,12 +5,13 @@ One file per resource, each starting with a comment saying what made it::
     configmap.yaml          serve.yaml for the server (the ServerPlan's ports and drain timing)
     deployment.yaml         the server: readiness / liveness / startup probes on the server's own
                             routes, terminationGracePeriodSeconds > the drain, resource requests
-                            and limits, non-root read-only security context
+                            and limits, non-root security context without capabilities
     service.yaml            HTTP (REST + /metrics) and gRPC ports
     hpa.yaml                autoscaling/v2 on CPU
     pdb.yaml                keeps at least one server during voluntary disruptions
     servicemonitor.yaml     Prometheus operator scrape of /metrics
-    stream-deployment.yaml  ``modelport stream run`` workers (Kafka in, Kafka out)
+    stream-deployment.yaml  ``modelport stream run`` workers (Kafka in, Kafka out); the worker's
+                            metrics listen on 127.0.0.1 only, so its probe runs inside the pod
     stream-scaledobject.yaml  KEDA ScaledObject on the consumer group's lag
     batch-cronjob.yaml      a scheduled ``modelport batch run``
 
@@ -151,17 +152,10 @@ def pod_security() -> dict[str, Any]:
 
 
 def container_security() -> dict[str, Any]:
-    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+    # the root filesystem stays writable: the image's embedded registry (SQLite) records
+    # endpoint traffic and caches; everything else is locked down
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": False,
             "runAsNonRoot": True, "runAsUser": UID, "capabilities": {"drop": ["ALL"]}}
-
-
-def scratch_volumes() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Writable folders on a read-only root: /tmp (metrics of several workers) and the
-    registry cache."""
-    volumes = [{"name": "tmp", "emptyDir": {}}, {"name": "cache", "emptyDir": {}}]
-    mounts = [{"name": "tmp", "mountPath": "/tmp"},
-              {"name": "cache", "mountPath": "/srv/modelport/cache"}]
-    return volumes, mounts
 
 
 def server_probes(plan: ServerPlan, port: Any = "http") -> dict[str, Any]:
@@ -183,9 +177,8 @@ def _configmap(prov: Provenance, options: KubernetesOptions, name: str) -> Manif
 
 def _server_deployment(prov: Provenance, options: KubernetesOptions, config: str) -> Manifest:
     plan = options.plan
-    volumes, mounts = scratch_volumes()
-    volumes.append({"name": "config", "configMap": {"name": config}})
-    mounts.append({"name": "config", "mountPath": CONFIG_DIR, "readOnly": True})
+    volumes = [{"name": "config", "configMap": {"name": config}}]
+    mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}]
     container = {
         "name": "server", "image": options.image, "imagePullPolicy": "IfNotPresent",
         "command": plan.command(),
@@ -262,7 +255,6 @@ def _stream_deployment(prov: Provenance, options: KubernetesOptions) -> Manifest
     name = f"{options.name}-stream"
     group = options.group or name
     kafka = options.kafka_bootstrap
-    volumes, mounts = scratch_volumes()
     # the worker's metrics endpoint listens on 127.0.0.1 inside the pod: probe it from within
     probe = {"exec": {"command": ["python", "-c", (
         "import urllib.request; urllib.request.urlopen("
@@ -280,7 +272,6 @@ def _stream_deployment(prov: Provenance, options: KubernetesOptions) -> Manifest
         "livenessProbe": probe,
         "resources": options.resources.to_dict(),
         "securityContext": container_security(),
-        "volumeMounts": mounts,
     }
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -292,8 +283,7 @@ def _stream_deployment(prov: Provenance, options: KubernetesOptions) -> Manifest
                 "metadata": {"labels": labels(prov, "stream", options.name),
                              "annotations": {"modelport.io/made-by": prov.line()}},
                 "spec": {"terminationGracePeriodSeconds": 60,
-                         "securityContext": pod_security(), "containers": [container],
-                         "volumes": volumes},
+                         "securityContext": pod_security(), "containers": [container]},
             },
         },
     }
@@ -322,7 +312,6 @@ def _scaled_object(prov: Provenance, options: KubernetesOptions) -> Manifest:
 
 def _cronjob(prov: Provenance, options: KubernetesOptions) -> Manifest:
     name = f"{options.name}-batch"
-    volumes, mounts = scratch_volumes()
     container = {
         "name": "batch", "image": options.image, "imagePullPolicy": "IfNotPresent",
         "command": ["modelport", "batch", "run", MODEL_DIR, "--input", options.batch_input,
@@ -330,7 +319,6 @@ def _cronjob(prov: Provenance, options: KubernetesOptions) -> Manifest:
         "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
         "resources": options.resources.to_dict(),
         "securityContext": container_security(),
-        "volumeMounts": mounts,
     }
     return {
         "apiVersion": "batch/v1", "kind": "CronJob",
@@ -342,6 +330,6 @@ def _cronjob(prov: Provenance, options: KubernetesOptions) -> Manifest:
             "jobTemplate": {"spec": {"backoffLimit": 2, "template": {
                 "metadata": {"labels": labels(prov, "batch", options.name)},
                 "spec": {"restartPolicy": "Never", "securityContext": pod_security(),
-                         "containers": [container], "volumes": volumes}}}},
+                         "containers": [container]}}}},
         },
     }
