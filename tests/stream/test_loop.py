@@ -489,3 +489,19 @@ def test_exactly_once_keeps_one_transaction_per_batch_without_pipelining(
     for _ in range(3):
         loop.run_once()
     assert journal == ["poll 2", "transaction 2/2", "poll 1", "transaction 1/1", "poll 0"]
+
+
+def test_extra_fields_are_ignored_copied_or_refused_as_the_option_says(runner: Runner) -> None:
+    messages = [_msg(i, {**record(i), "segment": f"s{i}"}) for i in range(4)]
+    by_mode = {}
+    for mode in ("ignore", "passthrough", "refuse"):
+        sink = ListSink([])
+        options = StreamOptions(extra_columns=mode, allow_extra=mode != "refuse")
+        StreamLoop(runner, ListSource(messages, []), sink, options=options).run_once()
+        by_mode[mode] = sink.outputs
+    assert all("segment" not in (o.record or {}) for o in by_mode["ignore"])
+    copied = [o.record for o in by_mode["passthrough"]]
+    assert [(r["id"], r["segment"]) for r in copied if r] == [(i, f"s{i}") for i in range(4)]
+    assert list(copied[0] or {})[:3] == ["id", "segment", "prediction_id"]
+    assert all(o.dead_letter for o in by_mode["refuse"])
+    assert b"unexpected column" in dict(by_mode["refuse"][0].headers)["error-message"]
