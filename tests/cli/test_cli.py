@@ -45,8 +45,9 @@ def test_register_alias_predict_prints_exactly_the_in_process_predictions(
     assert "registered churn version 1" in out.stdout
     out = run_cli("alias", "set", "churn", "production", "1", home=modelport_home)
     assert out.returncode == 0, out.stderr
+    # --accelerate off: the native model itself, so exactly its numbers
     out = run_cli("predict", "churn@production", "--input", str(tmp_path / "x.csv"),
-                  home=modelport_home)
+                  "--accelerate", "off", home=modelport_home)
     assert out.returncode == 0, out.stderr
     printed = [json.loads(line) for line in out.stdout.splitlines()]
     assert list(printed[0]) == ["prediction_id", "prediction", "probabilities", "model",
@@ -55,6 +56,14 @@ def test_register_alias_predict_prints_exactly_the_in_process_predictions(
     expected = cancer_pipeline.predict_proba(sample)
     got = np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in printed])
     assert np.array_equal(got, expected)
+    # by default (as batch run) the stored ONNX form answers: same labels, float32 precision
+    out = run_cli("predict", "churn@production", "--input", str(tmp_path / "x.csv"),
+                  home=modelport_home)
+    assert out.returncode == 0, out.stderr
+    printed = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [p["prediction"] for p in printed] == cancer_pipeline.predict(sample).tolist()
+    got = np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in printed])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".csv"])
@@ -83,8 +92,9 @@ def test_predict_reads_and_writes_every_format(
                                     "probability_0", "probability_1", "model", "version",
                                     "predicted_at"]
     assert result["prediction"].tolist() == cancer_pipeline.predict(x.head(25)).tolist()
+    # the stored ONNX form answers (float32 inside), as in batch run
     assert np.allclose(result["probability_1"],
-                       cancer_pipeline.predict_proba(x.head(25))[:, 1])
+                       cancer_pipeline.predict_proba(x.head(25))[:, 1], rtol=0, atol=1e-6)
     ids = result["prediction_id"].tolist()
     assert ids[3] == f"{ids[0][:-2]}-3" and len(ids[0]) == 34  # P-<row>, P 32 hex
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from modelport.cli.common import (
     to_plain,
     writable_output,
 )
+from modelport.core.batch import Batch, Result
 from modelport.core.schema import PredictionSchema, lists_as_json, timestamp_text
 from modelport.errors import ConfigurationError, InvalidInputError
 
@@ -36,6 +38,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="copy this input column (an id) into the output; not fed to the model")
     p.add_argument("--trusted", action="store_true",
                    help="allow pickle-based artifacts (only for models you trust)")
+    p.add_argument("--accelerate", default="auto", choices=["auto", "onnx", "off"],
+                   help="predict with the bundle's stored ONNX form when it matches the native "
+                        "model (auto, the default, as batch run; the framework is then not "
+                        "even imported), require it (onnx), or use the native model (off)")
     p.add_argument("--max-reject-rate", type=float, metavar="FRACTION",
                    help="fail when more rows than this are rejected (default: fail only when "
                         "every row is rejected); rejected rows are listed on stderr")
@@ -90,8 +96,6 @@ def write_table(table: pa.Table, path: Path) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import modelport
-
     source = existing_file(args.input, "input file")
     if args.output:  # before any work: a missing folder or a read-only one fails now
         writable_output(args.output)
@@ -99,12 +103,18 @@ def _predict(args: argparse.Namespace) -> int:
     missing = [c for c in args.keep if c not in table.column_names]
     if missing:
         raise InvalidInputError(f"--keep column {missing[0]!r} is not in {source.name}")
+    from modelport.bundle.model import load_bundle
+    from modelport.core.runner import Runner, RunnerOptions
+
+    lazy = args.accelerate != "off"  # the native model only if the ONNX form cannot serve
     if Path(args.ref).is_dir():
-        model = modelport.load(args.ref, trusted=args.trusted)
+        model = load_bundle(args.ref, trusted=args.trusted, lazy=lazy)
     else:
-        model = read_registry(args).load(args.ref, trusted=args.trusted)
+        model = read_registry(args).load(args.ref, trusted=args.trusted, lazy=lazy)
+    runner = Runner(model, RunnerOptions(accelerate=args.accelerate)).load()
     scored, request_id = score_table(model, table, keep=args.keep, extra=args.extra_columns,
-                                     text=source.suffix.lower() == ".csv")
+                                     text=source.suffix.lower() == ".csv",
+                                     predict=runner.predict)
     _report_rejects(scored, args.max_reject_rate)
     output = scored.output
     if args.output:
@@ -124,10 +134,12 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def score_table(model: Any, table: pa.Table, *, keep: list[str], extra: str, text: bool
+def score_table(model: Any, table: pa.Table, *, keep: list[str], extra: str, text: bool,
+                predict: Callable[[Batch], Result] | None = None
                 ) -> tuple[ScoredChunk, str]:
     """``table`` scored as one request: rows in the tabular form of the prediction schema with
-    ids ``P-<row>`` (``P`` alone for a single row), rejected rows apart."""
+    ids ``P-<row>`` (``P`` alone for a single row), rejected rows apart. ``predict``: what
+    scores a batch (default ``model.predict_batch``, the native model)."""
     from modelport.core.runner import new_id
 
     keep = list(keep)
@@ -141,7 +153,7 @@ def score_table(model: Any, table: pa.Table, *, keep: list[str], extra: str, tex
     check_schema(model.signature, keep, table.schema)
     request_id = new_id()
     meta = RunMeta(request_id, model.name, model.version, datetime.now(UTC))
-    scorer = ChunkScorer(model.signature, model.predict_batch, meta, keep=keep,
+    scorer = ChunkScorer(model.signature, predict or model.predict_batch, meta, keep=keep,
                          chunk_rows=max(table.num_rows, 1), parse_text=text)
     rows = table.combine_chunks().to_batches()
     batch = rows[0] if len(rows) == 1 else pa.RecordBatch.from_pylist([], schema=table.schema)
