@@ -113,6 +113,11 @@ def test_s3_input_and_output(classifier_bundle: Path, tmp_path: Path, home: Path
     assert table["id"].to_pylist() == list(range(500))
     assert fs.cat("scores/out/_modelport/CURRENT").decode() == summary.run_id
     assert run_job(spec, **QUIET).noop
+    # a .csv output on S3 is one object, written in one PUT
+    csv_run = run_job(spec.with_changes(output="s3://scores/scores.csv"), **QUIET)
+    lines = fs.cat("scores/scores.csv").decode().splitlines()
+    assert len(lines) == 501 and lines[0].startswith('"id","prediction_id","prediction"')
+    assert lines[1].split(",")[1] == f'"{csv_run.run_id}-0"'
 
 
 def test_onnx_conversion_is_cached_for_the_next_run(slow_bundle: Path, tmp_path: Path,
