@@ -96,6 +96,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                         help="print the applied rules as Prometheus alerting rules (YAML)")
     p.set_defaults(func=_prometheus_rules)
 
+    p = sub.add_parser("dashboard", help="serve the web dashboard on its own (read-only)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8050)
+    p.add_argument("--scrape", metavar="URL",
+                   help="a server's /metrics to show live traffic from (e.g. "
+                        "http://127.0.0.1:8000/metrics)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host (the dashboard has no authentication of "
+                        "its own; 'modelport serve --auth' serves it behind API keys)")
+    p.set_defaults(func=_dashboard)
+
 
 # ---------------------------------------------------------------------------------- helpers
 def parse_time(text: str | None, *, default: datetime, flag: str) -> datetime:
@@ -429,6 +440,66 @@ def _prometheus_rules(args: argparse.Namespace) -> int:
 
     _, config = _store(args, read_only=True).config()
     sys.stdout.write(yaml.safe_dump(prometheus_rules(config), sort_keys=False))
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    import uvicorn
+
+    from modelport.core.concurrency import run_sync
+    from modelport.web.dashboard import Dashboard
+
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback and not args.insecure:
+        raise ConfigurationError(
+            f"--host {args.host} would show the dashboard to the network without "
+            "authentication; serve it with 'modelport serve --auth' (at /dashboard), or pass "
+            "--insecure")
+    registry = read_registry(args)
+    scrape = args.scrape
+
+    async def metrics_text() -> str:
+        if not scrape:
+            return ""
+        import urllib.request
+
+        def fetch() -> str:
+            with urllib.request.urlopen(scrape, timeout=5) as response:
+                return str(response.read().decode())
+
+        try:
+            return await run_sync(None, fetch)
+        except OSError as exc:
+            log.warning("could not read %s: %s", scrape, exc)
+            return ""
+
+    board = Dashboard(registry, metrics_text=metrics_text)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope.get("path", "/")
+        if path == "/dashboard" or path.startswith("/dashboard/"):
+            sub = dict(scope, root_path="/dashboard", path=path[len("/dashboard"):] or "/")
+            await board(sub, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 307,
+                    "headers": [(b"location", b"/dashboard/"), (b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    print(f"dashboard on http://{args.host}:{args.port}/dashboard/", file=sys.stderr,
+          flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                    lifespan="off")
+    except OSError as exc:
+        raise ConfigurationError(f"--port {args.port}: {exc.strerror}; choose another port") \
+            from None
     return 0
 
 

@@ -178,6 +178,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/feedback/{model}", "feedback", "simple"),
     # offline serving (serving/lookup.py): answers are predictions
     Route(("GET", "POST"), "/lookup/{rest:path}", "predict", "simple"),
+    # the dashboard (web/dashboard.py): the page and its assets hold no data; its API does
+    Route(_GET, "/dashboard", "public"),
+    Route(_GET, "/dashboard/", "public"),
+    Route(_GET, "/dashboard/static/{name}", "public"),
+    Route(_GET, "/dashboard/api/{name}", "read"),
 )
 
 #: gRPC methods of ``inference.GRPCInferenceService`` (and Triton's extensions), with the scope

@@ -163,6 +163,10 @@ def build_app(config: ServeConfig, settings: Settings, *, shared_ports: bool = F
     mount_lookup(app)
     # prediction log (serve --log) and the feedback routes (serving/feedback.py)
     attach_prediction_log(app, settings)
+    # the dashboard page and its read-only API under /dashboard (web/dashboard.py)
+    from modelport.web import dashboard
+
+    dashboard.mount(app)
     if config.drift_window:  # live drift gauges on /metrics (modelport.monitor.live)
         from modelport.monitor import live
         from modelport.monitor.reference import References
@@ -198,7 +202,8 @@ def _add_grpc(app: ServingApp, config: ServeConfig, *, reuse_port: bool = False)
             request_timeout=config.limits.request_timeout_s, ready=lambda: app.ready,
             reuse_port=reuse_port, on_request=app.metrics.observe_request,
             statistics=app.metrics.statistics, load_errors=app.load_errors,
-            access=app.access, tls=config.tls, extra_handlers=app.grpc_handlers)
+            access=app.access, tls=config.tls, max_rows=config.limits.max_rows,
+            extra_handlers=app.grpc_handlers, endpoints=app.endpoints)
         log.info("gRPC listening on %s:%s", config.host, handle.port)
 
     async def stop() -> None:

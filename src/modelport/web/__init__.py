@@ -1,0 +1,1 @@
+"""The web dashboard (``modelport.web.dashboard``) and the static assets it serves."""
