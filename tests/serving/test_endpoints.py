@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pandas as pd
-from conftest import Home, StartServer
+from conftest import Home, StartServer, free_port
 from endpoint_models import OffsetModel
 
 EXAMPLE = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
@@ -31,6 +31,21 @@ def store(home: Home) -> Any:
     from modelport.rollout.store import EndpointStore
 
     return EndpointStore(home.registry())
+
+
+def grpc_infer(port: int, name: str) -> tuple[Any, Any]:
+    import grpc
+
+    from modelport.serving.grpc import grpc_predict_v2_pb2 as pb
+    from modelport.serving.grpc import grpc_predict_v2_pb2_grpc as pbg
+
+    request = pb.ModelInferRequest(model_name=name)
+    for column in ("a", "b"):
+        tensor = request.inputs.add(name=column, datatype="FP64", shape=[1])
+        tensor.contents.fp64_contents.extend([1.0])
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pbg.GRPCInferenceServiceStub(channel)
+        return stub.ModelInfer.with_call(request, timeout=30)  # type: ignore[no-any-return]
 
 
 class Load(threading.Thread):
@@ -145,10 +160,28 @@ def test_shadows_that_raise_or_hang_change_no_answer(home: Home,
                "--variant", "raises=calc:2", "--variant", "hangs=calc:3",
                "--variant", "differs=calc:4", "--policy", "shadow", "--primary", "main",
                "--shadow", "raises", "--shadow", "hangs", "--shadow", "differs").returncode == 0
-    server = start_server(home, "calc")
+    grpc_port = free_port()
+    server = start_server(home, "calc", "--grpc-port", str(grpc_port))
     with httpx.Client() as client:
         answers = [client.post(f"{server.url}/predict/sh", json={"a": float(i), "b": 1.0})
                    for i in range(600)]
+        # the endpoint answers on every protocol, naming the variant
+        v2 = client.post(f"{server.url}/v2/models/sh/infer", json={"inputs": [
+            {"name": "a", "shape": [1], "datatype": "FP64", "data": [2.0]},
+            {"name": "b", "shape": [1], "datatype": "FP64", "data": [3.0]}]})
+        v1 = client.post(f"{server.url}/v1/models/sh:predict",
+                         json={"instances": [{"a": 2.0, "b": 3.0}]})
+        mlflow = client.post(f"{server.url}/invocations?model=sh",
+                             json={"dataframe_records": [{"a": 2.0, "b": 3.0}]})
+    for r in (v2, v1, mlflow):
+        assert r.status_code == 200, r.text
+        assert (r.headers["x-modelport-endpoint"], r.headers["x-modelport-variant"],
+                r.headers["x-modelport-version"]) == ("sh", "main", "1")
+    assert v2.json()["outputs"][0]["data"] == [5.0]
+    response, call = grpc_infer(grpc_port, "sh")
+    assert response.parameters["variant"].string_param == "main"
+    trailing = dict(call.trailing_metadata())
+    assert (trailing["x-modelport-variant"], trailing["x-modelport-version"]) == ("main", "1")
     assert {r.status_code for r in answers} == {200}
     assert [r.json()["prediction"] for r in answers] == [i + 1.0 for i in range(600)]
     assert {r.headers["x-modelport-variant"] for r in answers} == {"main"}
@@ -158,12 +191,15 @@ def test_shadows_that_raise_or_hang_change_no_answer(home: Home,
     endpoints = store(home)
     while True:
         shadows = reports.build(endpoints, "sh")["shadows"]
-        if (shadows.get("raises", {}).get("errors", 0) >= 100
-                and shadows.get("differs", {}).get("compared", 0) == 600):
+        raises, differs = shadows.get("raises", {}), shadows.get("differs", {})
+        # every request (600 + one per protocol) compared or, when the queue was full, dropped
+        if (raises.get("errors", 0) + raises.get("dropped", 0) == 604
+                and differs.get("compared", 0) + differs.get("dropped", 0) == 604):
             break
-        assert time.monotonic() < deadline, shadows
+        assert time.monotonic() < deadline, (raises, differs)
         time.sleep(0.3)
     assert shadows["hangs"]["dropped"] > 0  # its queue filled while it slept; nothing waited
-    assert shadows["differs"]["agreement"] == 0.0  # every value differs by 0.5
+    assert differs["compared"] > 0 and differs["agreement"] == 0.0  # every value is 0.5 off
+    assert raises["errors"] > 0
     report = cli(home, "endpoint", "report", "sh")
     assert "shadow raises:" in report.stdout

@@ -66,6 +66,21 @@ class HttpEndpoints:
             return None
         return self.router.route(name, _header(scope, self._key(name)))
 
+    def route_grpc(self, name: str, version: str, context: Any) -> Routed | None:
+        """As ``route``, for gRPC: the key comes from the invocation metadata."""
+        if version or name not in self.router.endpoints:
+            return None
+        wanted = self.router.key_name(name).lower()
+        key = None
+        for item in context.invocation_metadata() or ():
+            if item.key == wanted:
+                key = item.value
+                break
+        return self.router.route(name, key)
+
+    def answered(self, routed: Routed, elapsed_s: float, *, ok: bool) -> None:
+        self.router.observe(routed.endpoint, routed.variant, elapsed_s * 1000.0, ok=ok)
+
     def _key(self, name: str) -> bytes:
         key = self.router.key_name(name)
         cached = self._keys.get(key)

@@ -99,7 +99,9 @@ async def start_grpc_server(
     load_errors: Mapping[str, str] | None = None,
     access: AccessControl | None = None,
     tls: TlsConfig | None = None,
+    max_rows: int | None = None,
     extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    endpoints: Any = None,
 ) -> GrpcServerHandle:
     """Listen on ``host:port`` (``0`` picks a free port; see ``handle.port``) and serve.
 
@@ -116,7 +118,8 @@ async def start_grpc_server(
         raise ConfigurationError(f"max_message_bytes must be positive, got {max_message_bytes}")
     servicer = InferenceServicer(service, models=models, request_timeout=request_timeout,
                                  ready=ready, on_request=on_request, statistics=statistics,
-                                 load_errors=load_errors)
+                                 load_errors=load_errors, max_rows=max_rows,
+                                 endpoints=endpoints)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),

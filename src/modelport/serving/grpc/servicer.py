@@ -92,8 +92,14 @@ class InferenceServicer:
         on_request: RequestObserver | None = None,
         statistics: InferenceStatistics | None = None,
         load_errors: Mapping[str, str] | None = None,
+        max_rows: int | None = None,
+        endpoints: Any = None,
     ) -> None:
         self.service = service
+        #: rows per request, as ``limits.max_rows`` on the REST side
+        self.max_rows = max_rows
+        #: endpoints with traffic policies (serving/endpoints.py HttpEndpoints), if served
+        self.endpoints = endpoints
         self.models = served_names(models)
         self.request_timeout = request_timeout
         self._ready = ready
@@ -201,8 +207,12 @@ class InferenceServicer:
         request_id = request.id or _new_id()
         response = await self._answer(context, self._infer(request, context, request_id),
                                       request_id)
-        context.set_trailing_metadata(
-            (("x-prediction-id", response.parameters["prediction_id"].string_param),))
+        trailing = [("x-prediction-id", response.parameters["prediction_id"].string_param)]
+        if "variant" in response.parameters:
+            trailing += [("x-modelport-endpoint", response.parameters["endpoint"].string_param),
+                         ("x-modelport-variant", response.parameters["variant"].string_param),
+                         ("x-modelport-version", response.model_version)]
+        context.set_trailing_metadata(tuple(trailing))
         return response
 
     async def ModelStreamInfer(self, requests: AsyncIterator[pb.ModelInferRequest],
@@ -269,15 +279,29 @@ class InferenceServicer:
     async def _infer_timed(self, request: pb.ModelInferRequest,
                            context: grpc.aio.ServicerContext[Any, Any], request_id: str,
                            timing: _Timing) -> pb.ModelInferResponse:
-        runner = await self.resolve(request.model_name, request.model_version)
+        routed = (self.endpoints.route_grpc(request.model_name, request.model_version, context)
+                  if self.endpoints is not None else None)
+        runner = (routed.runner if routed is not None
+                  else await self.resolve(request.model_name, request.model_version))
         timing.model, timing.version = runner.name, str(runner.version)
         model = runner.model
         timing.decoding = time.perf_counter()
         batch = batch_from_tensors(model.signature, decode_inputs(request))
+        if self.max_rows is not None and batch.n_rows > self.max_rows:
+            raise InvalidInputError(
+                f"{batch.n_rows} rows in one request; the limit is {self.max_rows}. Split the "
+                "rows over several requests")
         timing.submitted = time.perf_counter()
         pid = _new_id()  # the prediction id P (rows P-0 …), see modelport.log.schema
-        result = await runner.submit(batch, source="grpc", request_id=request_id,
-                                     timeout=self._timeout(context), prediction_id=pid)
+        try:
+            result = await runner.submit(
+                batch, source="grpc", request_id=request_id, timeout=self._timeout(context),
+                prediction_id=pid, endpoint=routed.endpoint if routed else None,
+                variant=routed.variant if routed else None)
+        except Exception:
+            if routed is not None:
+                self.endpoints.answered(routed, time.perf_counter() - timing.start, ok=False)
+            raise
         timing.answered = time.perf_counter()
         outputs = select_outputs(result_tensors(model, result),
                                  [o.name for o in request.outputs])
@@ -290,6 +314,12 @@ class InferenceServicer:
         # the prediction id: a response parameter (stream answers too); ModelInfer also sends
         # it as the trailing metadata x-prediction-id
         response.parameters["prediction_id"].string_param = pid
+        if routed is not None:  # the variant that answered: parameters and trailing metadata
+            response.parameters["endpoint"].string_param = routed.endpoint
+            response.parameters["variant"].string_param = routed.variant
+            self.endpoints.answered(routed, time.perf_counter() - timing.start, ok=True)
+            if routed.decision.shadows:
+                self.endpoints.router.shadow(routed.decision, batch, result)
         for out in outputs:
             tensor, data = encode_output(out.name, out.array, raw=raw)
             for key, value in out.parameters.items():
