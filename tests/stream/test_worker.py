@@ -83,13 +83,13 @@ def test_a_registry_alias_is_followed_when_it_moves(
                  "--group", unique("g"), "--refresh-s", "0.5", *broker_args(broker)],
                 env={"MODELPORT_HOME": str(home)})
     first = read_topic(broker, dst, expect=50, timeout=60, settle=0.5)
-    assert {json.loads(m.value())["model_version"] for m in first} == {1}
+    assert {json.loads(m.value())["version"] for m in first} == {1}
     registry.set_alias("fraud", "production", 2)
     time.sleep(2)
     produce(broker, src, [(f"b{i}".encode(), json.dumps(record(i)).encode()) for i in range(50)])
     got = read_topic(broker, dst, expect=100, timeout=60, settle=0.5)
     assert w.terminate() == 0, w.output()
-    versions = {m.key().decode()[0] + str(json.loads(m.value())["model_version"]) for m in got}
+    versions = {m.key().decode()[0] + str(json.loads(m.value())["version"]) for m in got}
     assert versions == {"a1", "b2"}
 
 
