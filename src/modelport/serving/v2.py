@@ -59,6 +59,17 @@ class V2Request:
     binary_default: bool
 
 
+def header_length(raw: bytes | None) -> int | None:
+    """The ``Inference-Header-Content-Length`` header as a byte count (400 when it is not)."""
+    if raw is None or not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise InvalidInputError(
+            f"{HEADER_LENGTH} must be a byte count (digits only), got "
+            f"{raw[:40].decode('latin-1')!r}", field=HEADER_LENGTH)
+    return int(raw)
+
+
 def decode(body: bytes, header_length: int | None, model: Model) -> V2Request:
     if header_length is not None:
         if header_length < 0 or header_length > len(body):
@@ -168,7 +179,10 @@ def _decode_tensor(tensor: Mapping[str, Any], binary: memoryview, offset: int
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     count = math.prod(shape)
     if size is not None:
-        size = int(size)
+        if type(size) is not int or size < 0:
+            raise InvalidInputError(
+                f"input {name!r}: binary_data_size must be a byte count, got {size!r}",
+                field=name)
         raw = binary[offset:offset + size]
         if len(raw) != size:
             raise InvalidInputError(f"input {name!r}: binary data is shorter than declared",
@@ -191,6 +205,10 @@ def _decode_tensor(tensor: Mapping[str, Any], binary: memoryview, offset: int
                 flat = np.array(_flatten(data), dtype=object)
             else:
                 flat = np.asarray(data, dtype=dtype).reshape(-1)
+        except OverflowError:
+            raise InvalidInputError(
+                f"input {name!r}: a value is outside the range of {datatype}", field=name
+            ) from None
         except (ValueError, TypeError):
             raise InvalidInputError(
                 f"input {name!r}: data is not a list of {datatype} values", field=name
@@ -268,7 +286,17 @@ def output_tensors(result: Result, model: Model) -> list[tuple[str, Array]]:
     if result.probabilities is not None:
         out.append(("probabilities", result.probabilities))
     out.extend(result.outputs.items())
-    return out
+    # what the metadata declares is what is sent (a bundle saved before its signature recorded
+    # the native dtypes may declare float64 where the model answers float32)
+    declared = {o.name: o.dtype for o in model.signature.outputs}
+    return [(name, _as_declared(array, declared.get(name))) for name, array in out]
+
+
+def _as_declared(array: Array, dtype: str | None) -> Array:
+    if dtype is None or dtype == "string" or array.dtype.kind not in "biuf" \
+            or array.dtype == dtype:
+        return array
+    return array.astype(dtype)
 
 
 def encode(request: V2Request, result: Result, model: Model, model_name: str,
