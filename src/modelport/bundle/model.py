@@ -228,6 +228,7 @@ def load_bundle(
     manifest = Manifest.read(path)
     files = dict(expected_files) if expected_files is not None else manifest.files
     what = f"model {manifest.name or path.name}"
+    manifest.check_paths(files)  # before any file it names is opened (issue 14.3)
     verify_tree(path, files, what=what)
 
     def deserialize() -> Predictor:

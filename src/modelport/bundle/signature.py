@@ -100,11 +100,13 @@ class Signature:
     task: Task = "other"
     classes: tuple[Any, ...] | None = None
     _uniform: str | None = field(default=None, compare=False, repr=False)
+    _names: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.inputs]
         if len(set(names)) != len(names):
             raise InvalidInputError("signature has duplicate input names")
+        object.__setattr__(self, "_names", tuple(names))  # read on every request
         dtypes = {c.dtype for c in self.inputs}
         uniform = (
             self.kind == "columns"
@@ -115,7 +117,7 @@ class Signature:
 
     @property
     def input_names(self) -> list[str]:
-        return [c.name for c in self.inputs]
+        return list(self._names)
 
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -557,7 +559,7 @@ def _coerce_column(spec: ColumnSpec, values: Any) -> Array:
     if arr is not None and arr.dtype.kind in "iuf":
         return _cast_numeric(spec, arr, target)
     if arr is not None and arr.dtype.kind == "b":
-        _type_error(spec, bool(arr[0]))
+        _type_error(spec, bool(arr[0]) if arr.size else False)  # also for zero rows (14.4)
     items = list(values)
     for v in items:
         if v is None:

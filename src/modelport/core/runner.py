@@ -41,6 +41,7 @@ from modelport.core.batch import Batch, Result
 from modelport.core.concurrency import run_sync
 from modelport.core.events import EventBus, PredictionEvent
 from modelport.errors import (
+    InvalidInputError,
     ModelportError,
     OverloadedError,
     PredictionError,
@@ -295,6 +296,10 @@ class Runner:
 
     def _admit(self, batch: Batch) -> None:
         opts = self.options
+        if batch.n_rows > opts.max_queue_rows:  # it could never fit: retrying cannot help
+            raise InvalidInputError(
+                f"{batch.n_rows} rows in one request; model {self.model.ref} queues at most "
+                f"{opts.max_queue_rows} rows. Split the rows over several requests")
         if self._pending_rows + batch.n_rows > opts.max_queue_rows:
             raise OverloadedError(
                 f"model {self.model.ref} has {self._pending_rows} rows queued; try again shortly",

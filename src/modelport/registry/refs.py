@@ -69,6 +69,10 @@ def check_tag(key: str, value: str | None = None) -> str:
     return key
 
 
+#: the highest version number the registry stores (its version column is a 32-bit INTEGER)
+MAX_VERSION = 2**31 - 1
+
+
 def parse_ref(text: str | Ref) -> Ref:
     """Parse ``name``, ``name:<version>`` or ``name@<alias>``; a bare name means ``@latest``."""
     if isinstance(text, Ref):
@@ -81,13 +85,14 @@ def parse_ref(text: str | Ref) -> Ref:
         return Ref(check_name(name), alias=check_alias(alias))
     if ":" in text:
         name, _, number = text.rpartition(":")
-        if not number.isascii() or not number.isdigit() or int(number) < 1:
+        if (not number.isascii() or not number.isdigit() or len(number) > 10
+                or not 1 <= int(number) <= MAX_VERSION):
             raise InvalidReferenceError(
-                f"invalid model reference {text!r}: the version after ':' must be a positive "
-                "integer, as in churn:3"
+                f"invalid model reference {text[:80]!r}: the version after ':' must be a "
+                f"positive integer up to {MAX_VERSION}, as in churn:3"
             )
         return Ref(check_name(name), version=int(number))
     return Ref(check_name(text), alias=LATEST)
 
 
-__all__ = ["LATEST", "Ref", "check_alias", "check_name", "check_tag", "parse_ref"]
+__all__ = ["LATEST", "MAX_VERSION", "Ref", "check_alias", "check_name", "check_tag", "parse_ref"]

@@ -32,7 +32,14 @@ from modelport.errors import InvalidReferenceError, NotFoundError
 from modelport.registry.artifacts import ArtifactStore, check_relpath
 from modelport.registry.metadata import Clock, MetadataStore
 from modelport.registry.records import Actor, AuditEntry, ModelInfo, ModelVersion
-from modelport.registry.refs import LATEST, check_alias, check_name, check_tag, parse_ref
+from modelport.registry.refs import (
+    LATEST,
+    MAX_VERSION,
+    check_alias,
+    check_name,
+    check_tag,
+    parse_ref,
+)
 from modelport.settings import Settings
 
 RefLike = str | ModelVersion
@@ -178,6 +185,7 @@ class Registry:
         payload = {check_relpath(rel): digest for rel, digest in manifest.files.items()
                    if rel != MANIFEST_NAME}
         verify_tree(source, payload, what=f"bundle {source.name}")
+        manifest.check_paths(payload)
         declared = manifest.signature.with_nullable(list(nullable)) if nullable else None
         if manifest.name == name and (declared is None or declared == manifest.signature):
             manifest_bytes = (source / MANIFEST_NAME).read_bytes()
@@ -370,11 +378,13 @@ class Registry:
             return mv.name, mv.version
         name = check_name(ref)
         if version is None or isinstance(version, int):
-            if isinstance(version, int) and (isinstance(version, bool) or version < 1):
-                raise InvalidReferenceError(f"version must be a positive integer, not {version!r}")
+            if isinstance(version, int) and (isinstance(version, bool)
+                                             or not 1 <= version <= MAX_VERSION):
+                raise InvalidReferenceError(
+                    f"version must be a positive integer up to {MAX_VERSION}, not {version!r}")
             return name, version
         if version.isascii() and version.isdigit():
-            return self._target(name, int(version))
+            return self._target(name, int(version) if len(version) <= 10 else MAX_VERSION + 1)
         if version == LATEST:
             return name, self.resolve(name).version
         return name, self.resolve(f"{name}@{check_alias(version)}").version

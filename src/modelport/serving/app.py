@@ -415,7 +415,7 @@ class ServingApp:
             simple: records.Decoded | None = None
             if protocol == "v2":
                 raw_length = header(scope, b"inference-header-content-length")
-                request = v2.decode(body, int(raw_length) if raw_length else None, model)
+                request = v2.decode(body, v2.header_length(raw_length), model)
                 batch = request.batch
             elif protocol == "v1":
                 batch = v1.decode(body, model)

@@ -119,7 +119,8 @@ class ServeConfig:
         return RunnerOptions(
             max_batch_rows=self.batching.max_batch_rows,
             max_wait_ms=self.batching.max_wait_ms,
-            max_queue_rows=self.limits.max_queue_rows,
+            # a request of max_rows rows must fit an idle queue (issue 14.1)
+            max_queue_rows=max(self.limits.max_queue_rows, self.limits.max_rows),
             accelerate=self.accelerate,
             max_queue_wait_ms=self.limits.max_queue_wait_ms,
             inline_below_ms=self.batching.inline_below_ms,

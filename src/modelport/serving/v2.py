@@ -143,16 +143,20 @@ def _named_float_columns(inputs: list[Any], signature: Signature) -> Array | Non
         ordered = [by_name[n] for n in names]  # KeyError: a name the model does not take
     except KeyError:
         return None
-    if any(t.get("parameters") for t in ordered):
+    if any(map(_PARAMETERS, ordered)):
         return None
-    n_rows = len(ordered[0]["data"]) if type(ordered[0].get("data")) is list else -1
-    for t in ordered:
-        shape, data = t.get("shape"), t.get("data")
-        if (type(data) is not list or len(data) != n_rows
-                or shape not in ([n_rows], [n_rows, 1])):
-            return None
-    columns = [t["data"] for t in ordered]
-    if n_rows < 1 or not set(map(type, itertools.chain.from_iterable(columns))) <= _NUMBERS:
+    try:
+        columns, shapes = list(map(_DATA, ordered)), list(map(_SHAPE, ordered))
+    except KeyError:
+        return None
+    if set(map(type, columns)) != {list}:
+        return None
+    lengths = set(map(len, columns))
+    n_rows = lengths.pop()
+    if lengths or n_rows < 1 or shapes.count([n_rows]) + shapes.count([n_rows, 1]) != len(
+            shapes):
+        return None
+    if not set(map(type, itertools.chain.from_iterable(columns))) <= _NUMBERS:
         return None
     dtype = np.float64 if datatypes == {"FP64"} else np.float32  # rounded as the general path
     return np.ascontiguousarray(np.array(columns, dtype=dtype).T)
@@ -160,6 +164,9 @@ def _named_float_columns(inputs: list[Any], signature: Signature) -> Array | Non
 
 _DATATYPE = operator.itemgetter("datatype")
 _NAME = operator.itemgetter("name")
+_DATA = operator.itemgetter("data")
+_SHAPE = operator.itemgetter("shape")
+_PARAMETERS = operator.methodcaller("get", "parameters")
 _NUMBERS = {int, float}
 
 
