@@ -140,7 +140,7 @@ def _named_float_columns(inputs: list[Any], signature: Signature) -> Array | Non
         if datatypes != {"FP64"} and datatypes != {"FP32"}:
             return None
         by_name = dict(zip(map(_NAME, inputs), inputs, strict=True))
-        ordered = [by_name[n] for n in names]  # KeyError: a name the model does not take
+        ordered = list(map(by_name.__getitem__, names))  # KeyError: a name not taken
     except KeyError:
         return None
     if any(map(_PARAMETERS, ordered)):
@@ -156,10 +156,12 @@ def _named_float_columns(inputs: list[Any], signature: Signature) -> Array | Non
     if lengths or n_rows < 1 or shapes.count([n_rows]) + shapes.count([n_rows, 1]) != len(
             shapes):
         return None
-    if not set(map(type, itertools.chain.from_iterable(columns))) <= _NUMBERS:
+    values = list(itertools.chain.from_iterable(columns))
+    if not set(map(type, values)) <= _NUMBERS:
         return None
     dtype = np.float64 if datatypes == {"FP64"} else np.float32  # rounded as the general path
-    return np.ascontiguousarray(np.array(columns, dtype=dtype).T)
+    by_column = np.array(values, dtype=dtype).reshape(len(names), n_rows)
+    return by_column.reshape(1, -1) if n_rows == 1 else np.ascontiguousarray(by_column.T)
 
 
 _DATATYPE = operator.itemgetter("datatype")
