@@ -25,8 +25,7 @@ from modelport.extras import SCHEMES
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str, home: Path, block: str | None = None, timeout: float = 120,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def start_cli(*args: str, home: Path, block: str | None = None) -> subprocess.Popen[str]:
     """``modelport ARGS`` in a process; ``block`` makes that module unimportable there, as on a
     machine without the extra that installs it."""
     env = {**os.environ, "MODELPORT_HOME": str(home)}
@@ -35,8 +34,22 @@ def run_cli(*args: str, home: Path, block: str | None = None, timeout: float = 1
     code = ("import sys\n"
             + (f"sys.modules[{block!r}] = None\n" if block else "")
             + "from modelport.cli.main import main\nsys.exit(main(sys.argv[1:]))\n")
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False, cwd=cwd)
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run_cli(*args: str, home: Path, block: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    return finish(start_cli(*args, home=home, block=block))
 
 
 def one_error(done: subprocess.CompletedProcess[str]) -> str:
@@ -92,14 +105,16 @@ def test_batch_to_a_url_without_its_driver_names_the_extra(
 ) -> None:
     bundle, rows = churn
     table = ["--table", "mp_never"] if "sql" in output else []
-    done = run_cli("batch", "run", str(bundle), "-i", str(rows), "-o", output, *table,
-                   "--no-progress", home=tmp_path / "home", block=module)
+    plain = start_cli("batch", "run", str(bundle), "-i", str(rows), "-o", output, *table,
+                      "--no-progress", home=tmp_path / "home", block=module)
+    # with --json the same error is one JSON object
+    as_json = start_cli("--json", "batch", "run", str(bundle), "-i", str(rows), "-o", output,
+                        *table, home=tmp_path / "home", block=module)
+    done = finish(plain)
     assert done.returncode == 2, done.stderr
     line = one_error(done)
     assert f"pip install 'modelport[{extra}]'" in line and "--output" in line
-    # with --json the same error is one JSON object
-    done = run_cli("--json", "batch", "run", str(bundle), "-i", str(rows), "-o", output, *table,
-                   home=tmp_path / "home", block=module)
+    done = finish(as_json)
     error = json.loads(done.stderr)
     assert error["exit"] == done.returncode == 2 and error["code"] == "configuration"
     assert f"modelport[{extra}]" in error["error"]
@@ -174,17 +189,22 @@ def test_ports_in_use_and_bad_hosts_fail_alike_before_loading(
 ) -> None:
     bundle, _ = churn
     home = tmp_path / "home"
-    assert run_cli("models", "register", str(bundle), home=home).returncode == 0
-    http = run_cli("serve", "churn", "--port", str(busy_port), home=home)
-    grpc = run_cli("serve", "churn", "--port", "0", "--grpc-port", str(busy_port), home=home)
+    from modelport.settings import Settings
+
+    with modelport.Registry(settings=Settings.from_env({"MODELPORT_HOME": str(home)})) as reg:
+        reg.register(bundle)
+    started = [start_cli(*args, home=home) for args in (
+        ("serve", "churn", "--port", str(busy_port)),
+        ("serve", "churn", "--port", "0", "--grpc-port", str(busy_port)),
+        ("serve", "churn", "--port", "0", "--workers", "2", "--grpc-port", str(busy_port)),
+        ("serve", "churn", "--host", "0.0.0.0.1"),  # (not loopback either)
+    )]
+    http, grpc, many, host = (finish(proc) for proc in started)
     assert http.returncode == grpc.returncode == 2, (http.stderr, grpc.stderr)
     assert "choose another --port" in one_error(http)
     line = one_error(grpc)
     assert "choose another --grpc-port" in line and str(busy_port) in line
-    many = run_cli("serve", "churn", "--port", "0", "--workers", "2", "--grpc-port",
-                   str(busy_port), home=home)
     assert many.returncode == 2 and "--grpc-port" in one_error(many)
-    host = run_cli("serve", "churn", "--host", "0.0.0.0.1", home=home)  # (not loopback)
     assert host.returncode == 2
     line = one_error(host)
     assert "invalid --host '0.0.0.0.1'" in line and "--port" not in line

@@ -24,6 +24,11 @@ def _say(text: str) -> None:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
+    if not args.no_serve:  # a busy port must fail before anything is trained or registered
+        from modelport.serving.config import ServeConfig
+        from modelport.serving.server import check_port_free
+
+        check_port_free(ServeConfig().host, args.port)
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
@@ -32,11 +37,6 @@ def _quickstart(args: argparse.Namespace) -> int:
 
     import modelport
 
-    if not args.no_serve:  # a busy port must fail before anything is trained or registered
-        from modelport.serving.config import ServeConfig
-        from modelport.serving.server import check_port_free
-
-        check_port_free(ServeConfig().host, args.port)
     settings = settings_from(args)
     x, y = load_breast_cancer(return_X_y=True, as_frame=True)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0)
