@@ -40,7 +40,8 @@ def build_function(source: ExportSource, *, python: str | None = None) -> Files:
     pins = pins_for(source.model.flavor, source.model.manifest.libraries)
     pins.versions[MANGUM] = installed_version(MANGUM)
     wheel_name, wheel = modelport_wheel()
-    version = prov.version if prov.version is not None else 0
+    # an unregistered bundle directory is served as version 1
+    version = prov.version if prov.version is not None else 1
     files: Files = {
         "handler.py": f'''"""AWS Lambda handler serving {prov.model} version {version}.
 
