@@ -64,6 +64,9 @@ BASELINES = {
     "d": "bare ASGI constant",
 }
 PROTOCOLS = ("simple", "v2", "v2named", "v2binary", "v1", "mlflow")
+#: modelport serving an endpoint (issue 13): the request each sends instead of /predict/bench
+ROLLOUT = {"e": ("modelport canary endpoint 50/50", "canary"),
+           "f": ("modelport 100% shadow endpoint", "shadow")}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -152,6 +155,8 @@ def requests_for(row: dict[str, float]) -> dict[str, Request]:
     return {
         "baseline": Request("/predict", json.dumps(row).encode()),
         "simple": Request("/predict/bench", json.dumps(row).encode()),
+        "canary": Request("/predict/bench-canary", json.dumps(row).encode()),
+        "shadow": Request("/predict/bench-shadow", json.dumps(row).encode()),
         "v2": Request(infer, json.dumps({"inputs": [{
             "name": "input", "shape": [1, N_FEATURES], "datatype": "FP64",
             "data": values}]}).encode()),
@@ -386,6 +391,8 @@ class Spec:
     def label(self) -> str:
         if self.kind == "a":
             return f"modelport ({self.accept} accept)" if self.accept else "modelport"
+        if self.kind in ROLLOUT:
+            return ROLLOUT[self.kind][0]
         return BASELINES[self.kind]
 
 
@@ -438,13 +445,33 @@ def prepare(work: Path) -> tuple[dict[str, str], dict[str, Any]]:
     return env, row
 
 
+def prepare_endpoints(env: dict[str, str]) -> None:
+    """A second version of the model and two endpoints over both: a canary holding half the
+    traffic (never stepping during the run) and a primary with a 100 % shadow."""
+    from modelport.registry import Registry
+    from modelport.rollout import EndpointSpec, EndpointStore
+    from modelport.settings import Settings
+
+    with Registry.from_settings(Settings.from_env(env)) as registry:
+        if len(registry.list_versions("bench")) < 2:
+            registry.register(Path(env["MODELPORT_HOME"]).parent / "bundle")
+        store = EndpointStore(registry)
+        store.create(EndpointSpec.from_dict({
+            "name": "bench-canary", "policy": "canary", "candidate": "green",
+            "variants": {"blue": "bench:1", "green": "bench:2"},
+            "canary": {"steps": [50, 100], "interval_s": 1e9}}), replace_existing=True)
+        store.create(EndpointSpec.from_dict({
+            "name": "bench-shadow", "policy": "shadow", "primary": "main", "shadows": ["copy"],
+            "variants": {"main": "bench:1", "copy": "bench:2"}}), replace_existing=True)
+
+
 def command(spec: Spec, work: Path, env: dict[str, str], workers: int, port: int,
             cpus: str | None) -> tuple[list[str], dict[str, str]]:
     pin = ["taskset", "-c", cpus] if cpus else []
     uvicorn = [*pin, sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port",
                str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
                "--no-access-log", "--log-level", "warning", "--app-dir", str(HERE)]
-    if spec.kind == "a":
+    if spec.kind == "a" or spec.kind in ROLLOUT:
         cmd = [*pin, sys.executable, "-m", "modelport.cli.main", "serve", "bench", "--port",
                str(port), "--workers", str(workers)]
         if spec.accept:
@@ -589,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat every cell, keep the best (noise from other processes)")
-    parser.add_argument("--only", default="a,c", help="servers to run (a,b,c,d)")
+    parser.add_argument("--only", default="a,c", help="servers to run (a,b,c,d; e: a canary "
+                        "endpoint, f: a 100%% shadow endpoint, both beside a)")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS),
                         help=f"modelport protocols ({','.join(PROTOCOLS)})")
     parser.add_argument("--accept", default="default",
@@ -620,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
             accepts = {"default": [None], "both": ["shared", "reuseport"]}.get(
                 args.accept, [args.accept])
             specs += [Spec("a", a) for a in accepts]
-        elif kind in BASELINES:
+        elif kind in BASELINES or kind in ROLLOUT:
             specs.append(Spec(kind))
     tmp = None
     if args.work:
@@ -631,6 +659,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp.name)
     try:
         env, row = prepare(work)
+        if any(spec.kind in ROLLOUT for spec in specs):
+            prepare_endpoints(env)
         reqs = requests_for(row)
         loadgen = Load(wrk, args.loaders, args.duration, args.warmup, args.load_cpus, work)
         print(loadgen.describe(), file=sys.stderr, flush=True)
@@ -667,7 +697,8 @@ def run_cells(specs: list[Spec], workers_list: list[int], levels: list[int],
         for spec in specs:
             port = _free_port()
             proc = start(spec, work, env, workers, port, args.server_cpus)
-            names = protocols if spec.kind == "a" else ["baseline"]
+            names = (protocols if spec.kind == "a" else [ROLLOUT[spec.kind][1]]
+                     if spec.kind in ROLLOUT else ["baseline"])
             try:
                 wait_until_answering(port, reqs[names[0]], proc, workers)
                 pids = _tree(proc.pid)
@@ -727,6 +758,21 @@ def print_report(report: dict[str, Any], workers_list: list[int], levels: list[i
             print(f"  {c['server']:<28} {c['protocol']:<9} w={c['workers']:<2} "
                   f"{c['loaders']}x{c['connections']:<3} {c['rps'] / b['rps']:5.2f}x  "
                   f"p50 {c['p50_ms']:.2f} vs {b['p50_ms']:.2f} ms{mem}")
+    plain = {(c["workers"], c["connections"]): c for c in cells
+             if c["kind"] == "a" and c["protocol"] == "simple"}
+    if plain and any(c["kind"] in ROLLOUT for c in cells):
+        print("\nendpoints / the plain model on the same route shape (simple JSON), same "
+              "workers and connections (targets: canary >= 0.95x req/s at c=64, < 1 ms added "
+              "to p99 at c=1; shadow: nothing added to the client's latency):")
+        for c in cells:
+            b = plain.get((c["workers"], c["connections"]))
+            if c["kind"] not in ROLLOUT or b is None:
+                continue
+            print(f"  {c['server']:<32} w={c['workers']:<2} {c['loaders']}x"
+                  f"{c['connections']:<3} {c['rps'] / b['rps']:5.2f}x req/s  p99 "
+                  f"{c['p99_ms'] - b['p99_ms']:+.2f} ms ({c['p99_ms']:.2f} vs "
+                  f"{b['p99_ms']:.2f}); cpu {c['cpu_us_per_request']:.0f} vs "
+                  f"{b['cpu_us_per_request']:.0f} us/req")
     if len(workers_list) > 1 and workers_list[0] == 1:
         print("\nper-worker efficiency: req/s(N) / (N x req/s(1 worker)), same server, "
               "protocol and connections")
