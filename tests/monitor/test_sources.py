@@ -88,6 +88,8 @@ def test_quality_metrics_equal_scikit_learn_on_the_joined_rows(logged: dict[str,
     assert metrics.value(rule("throughput_per_min"), now) == pytest.approx(300 / 60)
     assert metrics.value(rule("latency_p99_ms"), now) == pytest.approx(
         np.percentile(table["latency_ms"], 99))
+    # the errors of one unshifted stream: no change for the detector to find
+    assert metrics.value(rule("concept_drift"), now) == 0.0
 
 
 def test_drift_from_the_log_finds_the_shifted_feature(logged: dict[str, Any]) -> None:

@@ -56,6 +56,9 @@ METRICS: dict[str, str] = {
     "feedback_coverage": "share of predictions in the window that have feedback (0 to 1)",
     "log_drops": "prediction-log events dropped in the window",
     "canary_rollbacks": "automatic canary rollbacks of the model's endpoints in the window",
+    "concept_drift": "1 when a change detector (`detector`, default adwin) reading ten "
+                     "windows of prediction errors from feedback finds a change in the last "
+                     "window, else 0",
 }
 #: metrics that are about one feature and need ``feature:``
 FEATURE_METRICS = {"feature_drift", "psi"}
@@ -108,6 +111,8 @@ class Rule:
     summary: str = ""
     notify: tuple[str, ...] = ()
     retrain: str | None = None
+    #: River change detector of ``concept_drift`` (modelport.monitor.concept)
+    detector: str = "adwin"
 
     def holds(self, value: float) -> bool:
         """Whether ``value`` breaks the rule."""
@@ -136,7 +141,7 @@ class Rule:
             raise ConfigurationError("each rule must be a mapping with name, model, metric, "
                                      "op and threshold")
         known = {"name", "model", "metric", "op", "threshold", "window", "for", "severity",
-                 "feature", "labels", "summary", "notify", "retrain"}
+                 "feature", "labels", "summary", "notify", "retrain", "detector"}
         unknown = sorted(set(data) - known)
         name = str(data.get("name", ""))
         where = f"rule {name!r}" if name else "a rule"
@@ -174,6 +179,12 @@ class Rule:
         notify = data.get("notify") or []
         if isinstance(notify, str):
             notify = [notify]
+        detector = str(data.get("detector", "adwin"))
+        from modelport.monitor.concept import DETECTORS
+
+        if detector not in DETECTORS:
+            raise ConfigurationError(f"{where}: unknown detector {detector!r}; use one of "
+                                     f"{', '.join(DETECTORS)}")
         window = parse_duration(data.get("window", "1h"), what=f"{where}: window")
         if window <= 0:
             raise ConfigurationError(f"{where}: window must be longer than zero")
@@ -184,6 +195,7 @@ class Rule:
             labels={str(k): str(v) for k, v in labels.items()},
             summary=str(data.get("summary", "")), notify=tuple(str(n) for n in notify),
             retrain=str(data["retrain"]) if data.get("retrain") else None,
+            detector=detector,
         )
 
 

@@ -42,6 +42,8 @@ QUALITY = {"accuracy", "roc_auc", "log_loss", "mae", "rmse"}
 DRIFT = {"drift_share", "feature_drift", "psi", "prediction_drift"}
 #: fewest labelled rows before a quality value is given
 MIN_LABELLED = 10
+#: concept drift reads this many windows of history (a change needs a "before" to be seen)
+CONCEPT_LOOKBACK = 10
 
 LogReader = Callable[..., pa.Table]
 
@@ -108,6 +110,11 @@ class LogMetrics:
             return self._drift(rule, since, now)
         if rule.metric in QUALITY:
             return self._quality(rule.metric, self.window(rule.model, since, now, labeled=True))
+        if rule.metric == "concept_drift":
+            # the detector reads a longer history, so that the window's change has a "before"
+            history = self.window(rule.model, now - CONCEPT_LOOKBACK * rule.window_s, now,
+                                  labeled=True)
+            return self._concept(rule, history, since)
         if rule.metric == "canary_rollbacks":
             return self._rollbacks(rule.model, since, now)
         if rule.metric in ("error_rate", "log_drops"):
@@ -222,6 +229,29 @@ class LogMetrics:
             return float(skm.roc_auc_score(truth_text, proba, multi_class="ovr",
                                            labels=classes))
         return float(skm.log_loss(truth_text, proba, labels=classes))
+
+    def _concept(self, rule: Rule, table: pa.Table, since: float) -> float | None:
+        """1 when the detector finds a change among the outcomes of ``[since, now)``."""
+        from modelport.monitor.concept import change_points
+
+        if table.num_rows == 0:
+            return None
+        table = table.sort_by("predicted_at")
+        if table.column("label").null_count <= table.num_rows - MIN_LABELLED:
+            rows = table.filter(table.column("label").is_valid())
+            truth = rows.column("label").to_pylist()
+            predicted = rows.column("prediction").to_pylist()
+            outcomes = [float(t != p) for t, p in zip(truth, predicted, strict=True)]
+        else:
+            rows = table.filter(table.column("label_value").is_valid())
+            if rows.num_rows < MIN_LABELLED:
+                return None
+            outcomes = list(np.abs(
+                rows.column("label_value").to_numpy(zero_copy_only=False).astype(float)
+                - rows.column("prediction").to_numpy(zero_copy_only=False).astype(float)))
+        times = rows.column("predicted_at").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        points = change_points(outcomes, rule.detector)
+        return 1.0 if any(times[p] / 1e6 >= since for p in points) else 0.0
 
     def quality_by_version(self, model: str, since: float, until: float
                            ) -> dict[int, dict[str, float]]:
