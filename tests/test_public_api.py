@@ -30,7 +30,8 @@ def test_error_tree_has_one_root() -> None:
 
 @pytest.mark.parametrize("module", [
     "modelport", "modelport.bundle.signature", "modelport.testing", "modelport.stream.codec",
-    "modelport.stream.fastcodec", "modelport.monitor.drift", "modelport.monitor.rules", "modelport.monitor.concept",
+    "modelport.stream.fastcodec", "modelport.monitor.drift", "modelport.monitor.rules",
+    "modelport.monitor.concept",
 ])
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

@@ -1,9 +1,10 @@
 """Concept drift: a change in how often the model is wrong, found by River's change detectors.
 
 Predictions joined with their feedback, in time order, become a stream of outcomes (1 wrong,
-0 right; for regressors the absolute error). A detector from River (``adwin``,
-``page_hinkley`` on any stream; ``ddm``, ``eddm``, ``hddm_a`` on binary error streams) reads it and reports where the stream changed. The ``concept_drift`` rule metric is 1
-when a change was found in the rule's window, else 0.
+0 right; for regressors the absolute error). A detector from River (``adwin``, ``page_hinkley``
+on any stream; ``ddm``, ``eddm``, ``hddm_a`` on binary error streams) reads it and reports where
+the stream changed. The ``concept_drift`` rule metric is 1 when a change was found in the
+rule's window, else 0.
 
 >>> import random
 >>> rng = random.Random(1)
