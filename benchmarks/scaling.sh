@@ -21,15 +21,16 @@ WORK=${2:-/tmp/mpbench}
 PY=${PYTHON:-python3}
 WHEELS=${WHEELS:-.bench/whl}  # WHEELS=none: use the packages already installed
 DURATION=${DURATION:-4}       # seconds per cell
+SRC=${SRC:-$PWD/src}          # the modelport sources to run
 CORES=$(nproc)
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 if [ -d "$WHEELS" ]; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
     "$WHEELS"/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src
+  export PYTHONPATH=/tmp/site:$SRC
 else
-  export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+  export PYTHONPATH=$SRC${PYTHONPATH:+:$PYTHONPATH}
 fi
 if [ -x .bench/bin/wrk ]; then
   export PATH=$PWD/.bench/bin:$PATH LD_LIBRARY_PATH=$PWD/.bench/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
