@@ -28,7 +28,7 @@ log = logging.getLogger("modelport.rollout")
 
 #: metric → SQL expression over the ``labeled`` view (NULL when a row has no such feedback)
 METRICS: dict[str, str] = {
-    "accuracy": "CASE WHEN label IS NULL THEN NULL "
+    "accuracy": "CASE WHEN label_text IS NULL THEN NULL "
                 "WHEN CAST(prediction AS VARCHAR) = label_text THEN 1.0 ELSE 0.0 END",
     "reward": "reward",
     "abs_error": "abs(CAST(prediction AS DOUBLE) - label_value)",
