@@ -54,6 +54,31 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         yield Setup(home, x, bundle)
 
 
+@pytest.fixture(scope="session")
+def mixed_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pipeline over a string column and integer / float columns, with string labels."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    import modelport
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"plan": rng.choice(["basic", "pro", "team"], 400),
+                      "tenure": rng.integers(0, 60, 400), "spend": rng.normal(50, 10, 400)})
+    y = np.where((x.plan == "basic") & (x.tenure < 12), "yes", "no")
+    columns = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+                                 ("num", StandardScaler(), ["tenure", "spend"])])
+    pipe = make_pipeline(columns, LogisticRegression()).fit(x, y)
+    root = tmp_path_factory.mktemp("mixed")
+    bundle: Path = modelport.save(pipe, root / "bundle", name="mixed", example=x.head(40))
+    (root / "rows.json").write_text(x.iloc[100:200].to_json(orient="records"))
+    return bundle
+
+
 @pytest.fixture
 def cli_env(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> Setup:
     """The registry of ``setup`` for in-process CLI calls."""

@@ -125,3 +125,33 @@ def test_every_file_names_its_maker(site: Path) -> None:
             assert line in head, path.name
     meta = json.loads((site / "model.js").read_text().split("= ", 1)[1].rstrip(";\n"))["meta"]
     assert meta["parity"]["passed"] and meta["feeds"][0]["columns"][0] == "mean radius"
+
+
+def test_string_and_integer_columns_in_the_browser(mixed_bundle: Path, ortweb_tarball: Path,
+                                                   browser: Any, tmp_path: Path) -> None:
+    """One graph input per column (string, int64 fed as float, float) and string labels."""
+    import modelport
+    from modelport.export.output import write_tree
+    from modelport.export.source import ExportSource
+    from modelport.export.web import build_site
+
+    built = build_site(ExportSource.open(str(mixed_bundle)), cache_root=tmp_path / "cache",
+                       onnxruntime_web=ortweb_tarball)
+    model_js = str(built.files["model.js"])
+    feeds = json.loads(model_js.split("= ", 1)[1].rstrip(";\n"))["meta"]["feeds"]
+    assert [f["type"] for f in feeds] == ["string", "float32", "float32"]
+    write_tree(built.files, tmp_path / "site", force=False, command="test")
+    rows = json.loads((mixed_bundle.parent / "rows.json").read_text())
+    model = modelport.load(str(mixed_bundle))
+    native = model.predict_batch(model.coerce(rows)).to_records()
+    expected = json.loads(json.dumps(  # as plain JSON values (NumPy strings become str)
+        [{"prediction": r["label"] if "label" in r else r["prediction"],
+          "probabilities": r["probabilities"]} for r in native]))
+    page = browser.new_page()
+    page.goto((tmp_path / "site" / "index.html").as_uri())
+    page.wait_for_function("document.getElementById('result').dataset.state === 'ready'",
+                           timeout=60_000)
+    got = page.evaluate("rows => modelport.predict(rows)", rows)["predictions"]
+    same_answers(expected, got)
+    assert {r["prediction"] for r in got} <= {"yes", "no"}
+    page.close()

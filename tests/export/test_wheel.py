@@ -127,3 +127,37 @@ def test_tampered_wheel_is_refused_on_import(built: Path, venv: Path, tmp_path: 
                           text=True, timeout=60)
     assert done.returncode != 0
     assert "bundle/modelport.yaml does not match its recorded SHA-256" in done.stderr
+
+
+def test_embedded_runtime_feeds_string_and_integer_columns(mixed_bundle: Path,
+                                                            tmp_path: Path) -> None:
+    """The runtime alone (unpacked, no install) on one graph input per column, string labels."""
+    import modelport
+    from modelport.export.source import ExportSource
+    from modelport.export.wheel import build_wheel
+
+    built = build_wheel(ExportSource.open(str(mixed_bundle)))
+    assert built.filename == "mixed_model-0-py3-none-any.whl"
+    wheel = tmp_path / built.filename
+    wheel.write_bytes(built.data)
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp_path / "site")
+    rows = json.loads((mixed_bundle.parent / "rows.json").read_text())
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    script = f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r})\n" + \
+        PREDICT.format(package="mixed_model")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "rows.json")],
+                          check=True, capture_output=True, text=True, timeout=120)
+    got = json.loads(done.stdout)["predictions"]
+    model = modelport.load(str(mixed_bundle))
+    result = model.predict_batch(model.coerce(rows))
+    assert [r["prediction"] for r in got] == result.labels.tolist()
+    for row, proba in zip(got, result.probabilities.tolist(), strict=True):
+        assert list(row["probabilities"]) == ["no", "yes"]
+        assert max(abs(a - b) for a, b in zip(row["probabilities"].values(), proba,
+                                              strict=True)) < 1e-5
+    bad = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, "
+                          f"{str(tmp_path / 'site')!r}); import mixed_model as m; "
+                          "m.predict({'plan': 'pro', 'tenure': 1.5, 'spend': 3.0})"],
+                         capture_output=True, text=True, timeout=60)
+    assert "column 'tenure': expected int64, got a fractional number (1.5)" in bad.stderr
