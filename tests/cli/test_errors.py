@@ -84,7 +84,7 @@ def test_predict_output_into_a_missing_or_unwritable_place_fails_before_any_work
 ) -> None:
     bundle, rows = churn
     for target, fragment in ((tmp_path / "no" / "such" / "y.csv", "does not exist"),
-                             (rows / "y.csv", "is not a folder"),
+                             (rows / "y.csv", "is a file, not a folder"),
                              (Path("/proc/y.csv"), "cannot write")):
         assert main(["predict", str(bundle), "-i", str(rows), "-o", str(target)]) == 2
         err = capsys.readouterr().err
@@ -92,6 +92,16 @@ def test_predict_output_into_a_missing_or_unwritable_place_fails_before_any_work
         assert "--output" in err and not target.exists()
     assert main(["predict", str(bundle), "-i", str(rows), "-o", str(tmp_path / "y.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "y.csv")) == 5
+    capsys.readouterr()
+    # batch outputs are folders (created with their parents) or files: checked the same way
+    for target, fragment in ((Path("/proc/scores"), "cannot write"),
+                             (rows / "scores", "is a file, not a folder")):
+        assert main(["batch", "run", str(bundle), "-i", str(rows), "-o", str(target),
+                     "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and fragment in err and "--output" in err, err
+    assert main(["batch", "run", str(bundle), "-i", str(rows), "-o",
+                 str(tmp_path / "new" / "scores"), "--no-progress"]) == 0
 
 
 @pytest.mark.parametrize(("module", "output", "extra"), [

@@ -17,6 +17,7 @@ from modelport.cli.common import (
     read_registry,
     settings_from,
     table,
+    writable_output,
 )
 from modelport.errors import ConfigurationError, NotFoundError
 
@@ -140,6 +141,9 @@ def spec_from(args: argparse.Namespace) -> Any:
             "or score through an endpoint with 'modelport batch run --endpoint NAME'")
     require_drivers((args.input, "--input"), (args.output, "--output"),
                     (args.rejects, "--rejects"))
+    for path, flag in ((args.output, "--output"), (args.rejects, "--rejects")):
+        if path and "://" not in path:  # a local file or folder: writable, checked now
+            writable_output(path, flag, folder_ok=True)
     options: dict[str, Any] = settings_from(args).storage_options
     if args.storage_options:
         try:

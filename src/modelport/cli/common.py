@@ -135,18 +135,25 @@ def existing_file(path: str, what: str = "file") -> Path:
     return p
 
 
-def writable_output(path: str, flag: str = "--output") -> Path:
-    """``path`` if a file can be written there, checked before any work is done (by creating
-    and removing a probe file beside it): a missing folder, one without write permission or on
-    a read-only file system is a ``ConfigurationError`` naming ``flag``."""
+def writable_output(path: str, flag: str = "--output", *, folder_ok: bool = False) -> Path:
+    """``path`` if a file (or with ``folder_ok`` a folder) can be written there, checked before
+    any work is done (by creating and removing a probe file beside it): a missing folder, one
+    without write permission or on a read-only file system is a ``ConfigurationError`` naming
+    ``flag``."""
     target = Path(path)
     folder = target.parent
-    if target.is_dir():
+    if target.is_dir() and not folder_ok:
         raise ConfigurationError(f"{flag} {path!r} is a folder; name a file in it")
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
+    if folder_ok:  # outputs that are folders create their parents: check the nearest that exists
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    if folder.exists() and not folder.is_dir():
         raise ConfigurationError(
-            f"cannot write {path!r}: {str(folder)!r} {what}; create the folder "
+            f"cannot write {path!r}: {str(folder)!r} is a file, not a folder; choose another "
+            f"{flag}")
+    if not folder.is_dir():
+        raise ConfigurationError(
+            f"cannot write {path!r}: the folder {str(folder)!r} does not exist; create it "
             f"(mkdir -p {folder}) or choose another {flag}")
     probe = folder / f".{target.name}.probe"
     try:
