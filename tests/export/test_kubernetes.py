@@ -142,6 +142,7 @@ def test_kserve_and_knative_validate(setup: Setup, tmp_path: Path, served: Any) 
     predictor = isvc["spec"]["predictor"]
     (container,) = predictor["containers"]
     assert container["ports"][0]["containerPort"] == 8000
+    assert container["command"][container["command"].index("--port") + 1] == "8000"
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert predictor["terminationGracePeriodSeconds"] > 35  # drain: 5 s + 30 s by default
     # KServe's V2 data plane: the server answers it for the model
@@ -154,6 +155,8 @@ def test_kserve_and_knative_validate(setup: Setup, tmp_path: Path, served: Any) 
     assert template["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] == "0"
     (container,) = template["spec"]["containers"]
     assert container["ports"] == [{"name": "http1", "containerPort": 9000}]
+    command = container["command"]
+    assert command[command.index("--port") + 1] == "9000"  # flags win over the image's config
     assert container["livenessProbe"]["httpGet"]["port"] == 9000
 
 

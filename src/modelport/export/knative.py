@@ -32,7 +32,7 @@ def manifests(source: ExportSource, options: KubernetesOptions) -> dict[str, Man
     prov = source.provenance
     plan = options.plan
     container: dict[str, Any] = {
-        "name": "server", "image": options.image, "command": plan.command(),
+        "name": "server", "image": options.image, "command": plan.command_with_flags(),
         "ports": [{"name": "http1", "containerPort": plan.http_port}],
         "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
         "readinessProbe": {"httpGet": {"path": READY_PATH, "port": plan.http_port},

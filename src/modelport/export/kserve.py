@@ -33,7 +33,7 @@ def manifests(source: ExportSource, options: KubernetesOptions) -> dict[str, Man
     meta["annotations"]["prometheus.kserve.io/path"] = "/metrics"
     # KServe gives the predictor container one port; gRPC needs an InferenceService of its own
     container: dict[str, Any] = {
-        "name": "kserve-container", "image": options.image, "command": plan.command(),
+        "name": "kserve-container", "image": options.image, "command": plan.command_with_flags(),
         "ports": [{"containerPort": plan.http_port, "protocol": "TCP"}],
         "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
         **{k: v for k, v in server_probes(plan, plan.http_port).items()},

@@ -82,3 +82,10 @@ class ServerPlan:
 
     def command(self, config_file: str = CONFIG_FILE) -> list[str]:
         return ["modelport", "serve", "--config", config_file]
+
+    def command_with_flags(self) -> list[str]:
+        """The command with this plan's settings as flags, which win over the image's
+        ``serve.yaml`` (for platforms that mount no configuration of their own)."""
+        return [*self.command(), "--host", "0.0.0.0", "--port", str(self.http_port),
+                "--grpc-port", str(self.grpc_port), "--workers", str(self.workers),
+                "--shutdown-delay", f"{self.shutdown_delay_s:g}"]
