@@ -15,7 +15,7 @@ from pathlib import Path
 
 from modelport.errors import ConflictError
 
-#: a generated file: text, or bytes for binary payloads; an ``int`` mode marks executables
+#: a generated file: text, or bytes for binary payloads
 FileContent = str | bytes
 
 
