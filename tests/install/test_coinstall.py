@@ -25,14 +25,16 @@ from sklearn.linear_model import LogisticRegression
 out = Path(sys.argv[1])
 x, y = load_iris(return_X_y=True, as_frame=True)
 x.columns = ["sl", "sw", "pl", "pw"]
+# pip_requirements given: MLflow would otherwise infer them in a subprocess (~10 s each)
 mlflow.lightgbm.save_model(lgb.LGBMClassifier(n_estimators=10, verbose=-1).fit(x, y),
-                           out / "lgbm", input_example=x[:3])
+                           out / "lgbm", input_example=x[:3], pip_requirements=["lightgbm"])
 
 class Weighted(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         return (model_input["sl"] * 10 + model_input["pw"]).to_numpy()
 
-mlflow.pyfunc.save_model(out / "pyf", python_model=Weighted(), input_example=x[:3])
+mlflow.pyfunc.save_model(out / "pyf", python_model=Weighted(), input_example=x[:3],
+                         pip_requirements=["pandas"])
 modelport.save(LogisticRegression(max_iter=500).fit(x.to_numpy(), y), out / "iris",
                name="iris", example=x.to_numpy()[:5])
 # registered in this process (the CLI of import-mlflow has its own test below)
@@ -204,9 +206,10 @@ def test_import_mlflow_trust_and_overwrite(coinstall: Env, models: Path, tmp_pat
                             check=False)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert refused.stderr.startswith("error:") and "--trusted" in refused.stderr
-    coinstall.run([mp, "import-mlflow", str(models / "lgbm"), "-o", str(out)])
+    out.mkdir()
+    (out / "old-bundle-file").write_text("an earlier import")
     again = coinstall.run([mp, "import-mlflow", str(models / "lgbm"), "-o", str(out)],
                           check=False)
     assert again.returncode != 0 and "--overwrite" in again.stderr
     coinstall.run([mp, "import-mlflow", str(models / "lgbm"), "-o", str(out), "--overwrite"])
-    assert (out / "modelport.yaml").is_file()
+    assert (out / "modelport.yaml").is_file() and not (out / "old-bundle-file").exists()
