@@ -230,3 +230,23 @@ def test_quickstart_checks_its_port_before_registering_anything(
     assert "choose another --port" in one_error(done)
     assert not home.exists()  # nothing trained, saved or registered
     assert time.monotonic() - started < 60
+
+
+#: advice a CLI user cannot follow without Python, unless the message names the CLI way too
+_PYTHON_ADVICE = re.compile(r"\b(set_alias|list_models|register|set_tag|delete_alias)\(|"
+                            r"\bRegistry\.|\b(overwrite|trusted|nullable)=")
+
+
+def test_no_error_message_sends_a_cli_user_to_python() -> None:
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "src" / "modelport").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
+                continue
+            text = "".join(sub.value for arg in node.exc.args for sub in ast.walk(arg)
+                           if isinstance(sub, ast.Constant) and isinstance(sub.value, str))
+            if _PYTHON_ADVICE.search(text) and "--" not in text and "'modelport " not in text:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text[:100]}")
+    assert offenders == []

@@ -209,7 +209,7 @@ class MetadataStore:
                     raise NotFoundError(
                         f"model {ref.name!r} has no alias {ref.alias!r}"
                         + (f" (aliases: {', '.join(known)})" if known else "")
-                        + f"; set it with set_alias({ref.name!r}, {ref.alias!r}, VERSION)")
+                        + f"; set it with 'modelport alias set {ref.name} {ref.alias} VERSION'")
                 number = int(found)
                 if model.archived:
                     raise ConflictError(f"model {ref.name!r} is archived; {ref} is not served "
