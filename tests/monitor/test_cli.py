@@ -102,6 +102,9 @@ def test_monitor_end_to_end(tmp_path: Path, cancer_frame: tuple[pd.DataFrame, pd
     windows = json.loads(cli("monitor", "drift", "cancer", "--since", "1h", "--window", "20m",
                              "--json")[1])
     assert sum(w["rows"] for w in windows) == 300
+    sliding = json.loads(cli("monitor", "drift", "cancer", "--since", "1h", "--window", "40m",
+                             "--step", "20m", "--json")[1])
+    assert [w["rows"] for w in sliding] == [300, 300]  # the two windows overlapping now
 
     with RecordingServer().running() as receiver:
         rules = {

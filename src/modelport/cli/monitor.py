@@ -44,8 +44,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                                                   "ISO time; default 24h)")
     p.add_argument("--until", help="end of the range (default: now)")
     p.add_argument("--by", choices=("version",), help="one report per model version")
-    p.add_argument("--window", help="tumbling windows of this length (e.g. 1h): one report "
-                                    "per window")
+    p.add_argument("--window", help="windows of this length (e.g. 1h): one report per window")
+    p.add_argument("--step", help="start a window every STEP (e.g. 15m with --window 1h: "
+                                  "sliding windows; default: the window, tumbling)")
     p.add_argument("--version", type=int, help="only this version")
     p.set_defaults(func=_drift)
 
@@ -165,12 +166,15 @@ def _drift(args: argparse.Namespace) -> int:
     if args.window:
         from modelport.monitor.rules import parse_duration
 
-        step = timedelta(seconds=parse_duration(args.window, what="--window"))
-        if step.total_seconds() <= 0 or (until - since) / step > 1000:
-            raise ConfigurationError("--window must make between 1 and 1000 windows")
+        width = timedelta(seconds=parse_duration(args.window, what="--window"))
+        step = timedelta(seconds=parse_duration(args.step, what="--step")) if args.step \
+            else width
+        if width.total_seconds() <= 0 or step.total_seconds() <= 0 \
+                or (until - since) / step > 1000:
+            raise ConfigurationError("--window and --step must make between 1 and 1000 windows")
         windows, start = [], since
         while start < until:
-            windows.append((start, min(start + step, until)))
+            windows.append((start, min(start + width, until)))
             start += step
     table_rows = source.window(args.model, since.timestamp(), until.timestamp())
     if table_rows.num_rows == 0:
