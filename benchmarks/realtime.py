@@ -67,6 +67,9 @@ PROTOCOLS = ("simple", "v2", "v2named", "v2binary", "v1", "mlflow")
 #: modelport serving an endpoint (issue 13): the request each sends instead of /predict/bench
 ROLLOUT = {"e": ("modelport canary endpoint 50/50", "canary"),
            "f": ("modelport 100% shadow endpoint", "shadow")}
+#: modelport with the prediction log on (issue 12): every prediction and all its features
+#: written to the embedded Delta table (serve --log delta); compared with "a" on /predict
+LOGGED = {"g": ("modelport logging every prediction", "simple")}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -393,6 +396,8 @@ class Spec:
             return f"modelport ({self.accept} accept)" if self.accept else "modelport"
         if self.kind in ROLLOUT:
             return ROLLOUT[self.kind][0]
+        if self.kind in LOGGED:
+            return LOGGED[self.kind][0]
         return BASELINES[self.kind]
 
 
@@ -471,9 +476,11 @@ def command(spec: Spec, work: Path, env: dict[str, str], workers: int, port: int
     uvicorn = [*pin, sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port",
                str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
                "--no-access-log", "--log-level", "warning", "--app-dir", str(HERE)]
-    if spec.kind == "a" or spec.kind in ROLLOUT:
+    if spec.kind == "a" or spec.kind in ROLLOUT or spec.kind in LOGGED:
         cmd = [*pin, sys.executable, "-m", "modelport.cli.main", "serve", "bench", "--port",
                str(port), "--workers", str(workers)]
+        if spec.kind in LOGGED:
+            cmd += ["--log", "delta"]
         if spec.accept:
             cmd += ["--accept", spec.accept]
         return cmd, env
@@ -617,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat every cell, keep the best (noise from other processes)")
     parser.add_argument("--only", default="a,c", help="servers to run (a,b,c,d; e: a canary "
-                        "endpoint, f: a 100%% shadow endpoint, both beside a)")
+                        "endpoint, f: a 100%% shadow endpoint, both beside a; g: modelport "
+                        "logging every prediction to the prediction log, beside a)")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS),
                         help=f"modelport protocols ({','.join(PROTOCOLS)})")
     parser.add_argument("--accept", default="default",
@@ -648,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
             accepts = {"default": [None], "both": ["shared", "reuseport"]}.get(
                 args.accept, [args.accept])
             specs += [Spec("a", a) for a in accepts]
-        elif kind in BASELINES or kind in ROLLOUT:
+        elif kind in BASELINES or kind in ROLLOUT or kind in LOGGED:
             specs.append(Spec(kind))
     tmp = None
     if args.work:
@@ -698,7 +706,8 @@ def run_cells(specs: list[Spec], workers_list: list[int], levels: list[int],
             port = _free_port()
             proc = start(spec, work, env, workers, port, args.server_cpus)
             names = (protocols if spec.kind == "a" else [ROLLOUT[spec.kind][1]]
-                     if spec.kind in ROLLOUT else ["baseline"])
+                     if spec.kind in ROLLOUT else [LOGGED[spec.kind][1]]
+                     if spec.kind in LOGGED else ["baseline"])
             try:
                 wait_until_answering(port, reqs[names[0]], proc, workers)
                 pids = _tree(proc.pid)
@@ -760,6 +769,15 @@ def print_report(report: dict[str, Any], workers_list: list[int], levels: list[i
                   f"p50 {c['p50_ms']:.2f} vs {b['p50_ms']:.2f} ms{mem}")
     plain = {(c["workers"], c["connections"]): c for c in cells
              if c["kind"] == "a" and c["protocol"] == "simple"}
+    if plain and any(c["kind"] in LOGGED for c in cells):
+        print("\nlogging every prediction (all features, Delta table) / the same server without "
+              "the log, simple JSON, same workers and connections (target >= 0.90x at c=64):")
+        for c in cells:
+            b = plain.get((c["workers"], c["connections"]))
+            if c["kind"] in LOGGED and b is not None:
+                print(f"  {c['server']:<36} w={c['workers']:<2} {c['loaders']}x"
+                      f"{c['connections']:<3} {c['rps'] / b['rps']:5.2f}x req/s  cpu "
+                      f"{c['cpu_us_per_request']:.0f} vs {b['cpu_us_per_request']:.0f} us/req")
     if plain and any(c["kind"] in ROLLOUT for c in cells):
         print("\nendpoints / the plain model on the same route shape (simple JSON), same "
               "workers and connections (targets: canary >= 0.95x req/s at c=64, < 1 ms added "

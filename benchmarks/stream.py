@@ -13,7 +13,9 @@ process with ``OMP_NUM_THREADS=1`` and is timed from its first message to its la
     (``--accelerate auto`` by default, as ``modelport stream run``: ONNX Runtime when its
     predictions match). It pipelines: batch N+1 is predicted while batch N is acknowledged,
     still committing each batch only after its acks, with one batch in flight at most; (a) and
-    (a') do not.
+    (a') do not;
+(b') modelport logging every prediction with all its features to a Delta table (the
+    prediction log, as ``stream run --log delta``), timed until the log holds every row.
 
 All variants use the same client settings: producers acks=all, idempotent, linger.ms=1,
 delivery reports for failures only; consumers read ahead at most 10 batches per partition
@@ -102,8 +104,15 @@ MODELPORT = textwrap.dedent("""
     from modelport.stream import StreamLoop, StreamOptions
     from modelport.stream.kafka import KafkaSink, KafkaSource
     bootstrap, src, dst, n, group, bundle, accelerate, batch, prefetch = sys.argv[1:10]
+    log_dir = sys.argv[10] if len(sys.argv) > 10 else None
     n = int(n)
     runner = Runner(load_bundle(bundle), RunnerOptions(accelerate=accelerate)).load()
+    plog = None
+    if log_dir:  # "log every prediction, all features" to a Delta table, as stream run --log
+        from modelport.log import LogConfig, PredictionLog
+        from modelport.log.delta import DeltaStore
+        plog = PredictionLog([DeltaStore(log_dir)], LogConfig())
+        runner.events.subscribe(plog)
     source = KafkaSource(bootstrap, [src], group, prefetch=int(prefetch))
     loop = StreamLoop(runner, source,
                       KafkaSink(bootstrap, dst), dead_letter_topic=src + ".dlq",
@@ -117,6 +126,9 @@ MODELPORT = textwrap.dedent("""
         if report.messages and start is None:
             start = time.perf_counter() - report.seconds
     loop.finish()  # the last batch may still be in flight: the clock stops at its commit
+    if plog is not None:  # and, when logging, once the log holds every prediction
+        runner.events.flush()
+        plog.close()
     seconds = time.perf_counter() - start
     loop.close()
     print(json.dumps({"messages": loop.totals.messages, "seconds": seconds,
@@ -250,11 +262,14 @@ def main() -> None:
                 ("json_passthrough", PASSTHROUGH, [str(args.batch), "json", prefetch]),
                 ("modelport", MODELPORT, [str(bundle), args.accelerate, str(args.batch),
                                           prefetch]),
+                ("modelport_logged", MODELPORT, [str(bundle), args.accelerate, str(args.batch),
+                                                 prefetch, str(root / "log")]),
             )
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
             for round_ in range(args.repeat):  # interleaved, so a busy moment hits all three;
                 # each round starts with another variant
-                for name, script, extra in variants[round_ % 3:] + variants[:round_ % 3]:
+                turn = round_ % len(variants)
+                for name, script, extra in variants[turn:] + variants[:turn]:
                     dst = _topic(bootstrap, f"bench-{name}-{tag}-{round_}", 4)
                     if broker is not None:
                         _wait_idle(broker.pid)
@@ -274,7 +289,12 @@ def main() -> None:
             json_ratio = results["modelport"]["messages_per_s"] / results["json_passthrough"][
                 "messages_per_s"]
             results["ratio_to_json_passthrough"] = json_ratio
+            logged = results["modelport_logged"]["messages_per_s"] / results["modelport"][
+                "messages_per_s"]
+            results["ratio_logged"] = logged
             label = f"median of {args.repeat} runs: " if args.repeat > 1 else ""
+            print(f"{label}modelport logging every prediction / modelport = {logged:.0%} "
+                  "(target >= 90%)")
             print(f"{label}modelport / passthrough = {ratio:.0%} (target >= 70%); "
                   f"modelport / JSON passthrough = {json_ratio:.0%}; load average "
                   f"{results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after")

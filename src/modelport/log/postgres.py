@@ -59,7 +59,9 @@ class PostgresStore:
             import psycopg
 
             try:
-                self._conn = psycopg.connect(self.dsn)
+                # autocommit: reads hold no transaction (and no locks) open between flushes;
+                # writes take one explicit transaction each
+                self._conn = psycopg.connect(self.dsn, autocommit=True)
             except psycopg.Error as exc:
                 raise StorageError(f"cannot reach the prediction log database: {exc}") from exc
             self._create()
