@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from modelport.cli.common import emit, registry_from, settings_from
+from modelport.cli.common import emit, read_registry, settings_from
 
 FORMATS = ("onnx", "web")
 
@@ -77,7 +77,7 @@ def _export(args: argparse.Namespace) -> int:
 def _registry(args: argparse.Namespace) -> Any:
     if (Path(args.ref) / "modelport.yaml").is_file():
         return None
-    return registry_from(args)
+    return read_registry(args)
 
 
 def _onnx_text(target: Path, report: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelport.cli.common import emit, registry_from
+from modelport.cli.common import emit, read_registry
 
 TARGETS = ("python", "docker", "kubernetes", "kserve", "knative", "lambda")
 
@@ -72,7 +72,7 @@ def _package(args: argparse.Namespace) -> int:
             f"TARGET' with one of {', '.join(TARGETS)} (ONNX and the browser: 'modelport "
             "export')")
     command = f"modelport package {args.ref} --target {args.target}"
-    registry = None if (Path(args.ref) / "modelport.yaml").is_file() else registry_from(args)
+    registry = None if (Path(args.ref) / "modelport.yaml").is_file() else read_registry(args)
     source = ExportSource.open(args.ref, registry, trusted=args.trusted)
     stem = f"{source.name}-{source.version}" if source.version is not None else source.name
     folder = Path(args.output or f"{stem}-{args.target}")
