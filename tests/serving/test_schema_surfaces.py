@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,7 +99,14 @@ def _batch(models: dict[str, Any], name: str, mode: str, output: str, **kw: Any)
     return run_job(spec, settings=settings, progress=Progress(enabled=False))
 
 
-def test_tabular_surfaces_have_one_schema_accelerated_or_not(models: dict[str, Any]) -> None:
+def test_tabular_surfaces_have_one_schema_accelerated_or_not(
+        models: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelport.cli.main import main
+
+    for key, value in models["home"].env.items():
+        if key.startswith("MODELPORT_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MODELPORT_REGISTRY_URL", raising=False)
     out = models["dir"] / "tabular"
     out.mkdir()
     for name in ("reg", "clf"):
@@ -122,15 +127,12 @@ def test_tabular_surfaces_have_one_schema_accelerated_or_not(models: dict[str, A
             engine.dispose()
             assert list(columns) == list(EXPECTED_TABULAR[name])
             tables[f"sql-{mode}"] = pa.table({"types": [json.dumps(columns)]})
-        done = subprocess.run(
-            [sys.executable, "-m", "modelport.cli.main", "predict", name, "-i",
-             str(models["dir"] / "in.parquet"), "-o", str(out / f"{name}-predict.parquet"),
-             "--keep", "customer"], env=models["home"].env, capture_output=True, text=True,
-            timeout=120)
-        assert done.returncode == 0, done.stderr
-        tables["predict"] = pq.read_table(out / f"{name}-predict.parquet")
+            target = out / f"{name}-predict-{mode}.parquet"
+            assert main(["predict", name, "-i", str(models["dir"] / "in.parquet"), "-o",
+                         str(target), "--keep", "customer", "--accelerate", mode]) == 0
+            tables[f"predict-{mode}"] = pq.read_table(target)
         keys = set()
-        for key in ("parquet-onnx", "parquet-off", "predict"):
+        for key in ("parquet-onnx", "parquet-off", "predict-onnx", "predict-off"):
             types = arrow_types(tables[key])
             keys.add(types.pop("customer"))  # the input's own type, whatever it is
             assert types == {k: v for k, v in EXPECTED_TABULAR[name].items()
