@@ -3,7 +3,7 @@
 A regressor (native float64; ONNX Runtime computes in float32) and a classifier with string
 classes go through ``modelport predict``, batch (Parquet, CSV, SQL), the stream worker (Redis
 Streams in and out, and a SQL table), the REST simple route and V2 (metadata, JSON and binary
-``/infer``). The output names and types must be the same on every surface of a kind (tabular or
+``/infer``, and gRPC). The output names and types must be the same on every surface of a kind (tabular or
 record form) and the same with and without acceleration; values agree within the stated
 tolerances.
 """
@@ -24,8 +24,9 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 import sqlalchemy as sa
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
-from conftest import Home, Server, launch
+from conftest import Home, Server, free_port, launch
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MODES = ("onnx", "off")
@@ -52,8 +53,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def servers(models: dict[str, Any]) -> Iterator[dict[str, Server]]:
-    started = {mode: launch(models["home"], models["dir"], "reg", "clf", "--accelerate", mode,
-                            "--poll-interval", "0") for mode in MODES}
+    started = {}
+    for mode in MODES:
+        grpc_port = free_port()
+        started[mode] = launch(models["home"], models["dir"], "reg", "clf", "--accelerate", mode,
+                               "--poll-interval", "0", "--grpc-port", str(grpc_port))
+        started[mode].grpc = f"127.0.0.1:{grpc_port}"  # type: ignore[attr-defined]
     yield started
     for server in started.values():
         server.stop()
@@ -184,6 +189,19 @@ def test_rest_simple_and_v2_answer_in_the_same_types_accelerated_or_not(
                     assert sent == declared, (mode, binary, sent, declared)
             finally:
                 client.close()
+            by_grpc = triton_grpc.InferenceServerClient(server.grpc)  # type: ignore[attr-defined]
+            try:
+                grpc_meta = by_grpc.get_model_metadata(name, as_json=True)
+                assert {o["name"]: o["datatype"] for o in grpc_meta["outputs"]} == declared
+                inputs = []
+                for column in rows.columns:
+                    tensor = triton_grpc.InferInput(column, [3], "FP64")
+                    tensor.set_data_from_numpy(rows[column].to_numpy(np.float64))
+                    inputs.append(tensor)
+                answer = by_grpc.infer(name, inputs).get_response(as_json=True)
+                assert {o["name"]: o["datatype"] for o in answer["outputs"]} == declared
+            finally:
+                by_grpc.close()
             seen[mode] = (json_types(single), declared)
         assert seen["onnx"] == seen["off"]
     assert seen["off"][1] == {"label": "BYTES", "probabilities": "FP64"}
