@@ -577,7 +577,7 @@ class ServingApp:
                 models[name] = self.runner_for(name).model
             except ModelportError:
                 continue
-        document = openapi.document(models)
+        document = openapi.document(models, auth=self.access.enabled)
         if which == "openapi.json":
             await _respond(send, 200, orjson.dumps(document), _JSON)
         else:
@@ -591,9 +591,9 @@ class ServingApp:
         try:
             if method != "POST":
                 raise _MethodNotAllowed("use POST for the model repository extension")
-            await read_body(scope, receive, self._max_body)
+            body = await read_body(scope, receive, self._max_body)
             if rest == ["index"]:
-                payload: Any = self._index()
+                payload: Any = self._index(ready_only=_index_ready(body))
             elif len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
                 if rest[2] == "load":
                     await run_sync(None, self.add_model, rest[1])
@@ -608,8 +608,9 @@ class ServingApp:
             status, body, headers = self._error("v2", exc, rid)
             await _respond(send, status, body, headers, rid)
 
-    def _index(self) -> list[dict[str, Any]]:
-        return list(triton.repository_index(self.served, self.service, self.load_errors))
+    def _index(self, *, ready_only: bool = False) -> list[dict[str, Any]]:
+        return list(triton.repository_index(self.served, self.service, self.load_errors,
+                                            ready_only=ready_only))
 
     def _statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
         if name is not None:
@@ -682,6 +683,18 @@ def _request_id(scope: dict[str, Any]) -> str:
     if given and len(given) <= 128:
         return given.decode("latin-1")
     return new_id()
+
+
+def _index_ready(body: bytes) -> bool:
+    """Triton's ``{"ready": true}`` body of ``POST /v2/repository/index``: ready models only."""
+    if not body.strip():
+        return False
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidInputError("the repository index body must be JSON, such as "
+                                '{"ready": true}') from None
+    return isinstance(payload, dict) and payload.get("ready") is True
 
 
 def _query_param(scope: dict[str, Any], name: bytes) -> str | None:

@@ -18,9 +18,7 @@ from typing import Any
 
 import orjson
 
-import modelport
 from modelport.bundle.model import Model
-from modelport.bundle.signature import ColumnSpec
 
 log = logging.getLogger("modelport.serving")
 
@@ -33,90 +31,29 @@ ASSETS = {
     "favicon-32x32.png": "image/png",
 }
 
-_TYPES: dict[str, dict[str, Any]] = {"string": {"type": "string"}, "bool": {"type": "boolean"}}
+def document(models: dict[str, Model], *, auth: bool = False) -> dict[str, Any]:
+    """The OpenAPI document (:mod:`modelport.serving.openapi_spec`) with each model's example
+    rows as request examples."""
+    from modelport.serving.openapi_spec import document as spec_document
 
-
-def _scalar(spec: ColumnSpec) -> dict[str, Any]:
-    base: dict[str, Any] = dict(_TYPES.get(spec.dtype) or (
-        {"type": "integer"} if spec.dtype.startswith(("int", "uint")) else {"type": "number"}))
-    base["description"] = spec.dtype
-    for _ in spec.shape:
-        base = {"type": "array", "items": base}
-    if spec.nullable:
-        base["nullable"] = True
-    return base
-
-
-def record_schema(model: Model) -> dict[str, Any]:
-    """JSON Schema of one input record of ``model``."""
-    inputs = model.signature.inputs
-    return {
-        "type": "object",
-        "properties": {s.name: _scalar(s) for s in inputs},
-        "required": [s.name for s in inputs],
-        "additionalProperties": False,
-    }
-
-
-def _v2_request() -> dict[str, Any]:
-    tensor = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
-        "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
-        "datatype": {"type": "string"}, "data": {"type": "array", "items": {}}}}
-    return {"type": "object", "required": ["inputs"], "properties": {
-        "id": {"type": "string"}, "inputs": {"type": "array", "items": tensor},
-        "outputs": {"type": "array", "items": {"type": "object"}}}}
-
-
-def document(models: dict[str, Model]) -> dict[str, Any]:
-    paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {}
-    error = {"description": "error", "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"error": {"type": "string"}}}}}}
+    doc = spec_document(models, auth=auth)
+    paths = doc["paths"]
+    mlflow_examples = {}
     for name, model in models.items():
-        key = f"{name.replace('@', '_').replace(':', '_')}_record"
-        schemas[key] = record_schema(model)
-        ref = {"$ref": f"#/components/schemas/{key}"}
-        tags = [name]
         rows = example_rows(model)
-        examples = _examples(model, rows) if rows else {}
-        paths[f"/predict/{name}"] = {"post": {
-            "tags": tags, "summary": f"Predict with {name} (version {model.version})",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "oneOf": [ref, {"type": "array", "items": ref}]}, **examples.get("simple", {})}}},
-            "responses": {"200": {"description": "labels, probabilities, version, prediction id"},
-                          "400": error, "503": error}}}
-        paths[f"/v2/models/{name}/infer"] = {"post": {
-            "tags": tags, "summary": "Open Inference Protocol V2 inference",
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": _v2_request(), **examples.get("v2", {})}}},
-            "responses": {"200": {"description": "output tensors"}, "400": error}}}
-        paths[f"/v2/models/{name}"] = {"get": {"tags": tags, "summary": "V2 model metadata",
-                                               "responses": {"200": {"description": "metadata"}}}}
-        paths[f"/v1/models/{name}:predict"] = {"post": {
-            "tags": tags, "summary": "KServe V1 predict",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {
-                    "instances": {"type": "array", "items": ref}}},
-                **examples.get("v1", {})}}},
-            "responses": {"200": {"description": "predictions"}, "400": error}}}
-    paths["/invocations"] = {"post": {
-        "tags": ["mlflow"], "summary": "MLflow scoring (dataframe_split, dataframe_records, "
-        "instances, inputs, text/csv)", "responses": {"200": {"description": "predictions"}}}}
-    mlflow_examples = {name: {"summary": f"{name}: example rows", "value": _dataframe_split(rows)}
-                       for name, model in models.items() if (rows := example_rows(model))}
-    if mlflow_examples:
-        paths["/invocations"]["post"]["requestBody"] = {"content": {"application/json": {
-            "schema": {"type": "object"}, "examples": mlflow_examples}}}
-    for path, summary in [("/v2/health/live", "liveness"), ("/v2/health/ready", "readiness"),
-                          ("/metrics", "Prometheus metrics")]:
-        paths[path] = {"get": {"tags": ["server"], "summary": summary,
-                               "responses": {"200": {"description": "ok"}}}}
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "modelport", "version": modelport.__version__},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }
+        if not rows:
+            continue
+        examples = _examples(model, rows)
+        for path, kind in ((f"/predict/{name}", "simple"), (f"/v2/models/{name}/infer", "v2"),
+                           (f"/v1/models/{name}:predict", "v1")):
+            paths[path]["post"]["requestBody"]["content"]["application/json"].update(
+                examples[kind])
+        mlflow_examples[name] = {"summary": f"{name}: example rows",
+                                 "value": _dataframe_split(rows)}
+    if mlflow_examples and "/invocations" in paths:
+        paths["/invocations"]["post"]["requestBody"]["content"]["application/json"][
+            "examples"] = mlflow_examples
+    return doc
 
 
 def page(doc: dict[str, Any], base: str = "/") -> str:

@@ -107,19 +107,30 @@ def decode(body: bytes, header_length: int | None, model: Model) -> V2Request:
             )
         batch = _to_batch(tensors, model.signature)
     params = payload.get("parameters") or {}
-    binary_default = bool(params.get("binary_data_output", False)) if isinstance(
-        params, dict) else False
+    binary_default = _flag(params.get("binary_data_output", False), "binary_data_output") \
+        if isinstance(params, dict) else False
     outputs: dict[str, bool] | None = None
     requested = payload.get("outputs")
     if isinstance(requested, list) and requested:
         outputs = {}
         for item in requested:
-            if not isinstance(item, dict) or "name" not in item:
-                raise InvalidInputError("each entry of 'outputs' needs a 'name'")
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise InvalidInputError("each entry of 'outputs' needs a 'name' (a string)",
+                                        field="outputs")
             p = item.get("parameters") or {}
-            outputs[str(item["name"])] = bool(p.get("binary_data", binary_default))
+            if not isinstance(p, dict):
+                raise InvalidInputError(
+                    f"output {item['name']!r}: 'parameters' must be an object", field="outputs")
+            outputs[item["name"]] = _flag(p.get("binary_data", binary_default), "binary_data")
     rid = payload.get("id")
     return V2Request(batch, str(rid) if rid is not None else None, outputs, binary_default)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"parameter {name!r} must be true or false, got {value!r}"[:200],
+                                field=name)
+    return value
 
 
 def _named_float_columns(inputs: list[Any], signature: Signature) -> Array | None:
@@ -141,7 +152,7 @@ def _named_float_columns(inputs: list[Any], signature: Signature) -> Array | Non
             return None
         by_name = dict(zip(map(_NAME, inputs), inputs, strict=True))
         ordered = list(map(by_name.__getitem__, names))  # KeyError: a name not taken
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable name or datatype
         return None
     if any(map(_PARAMETERS, ordered)):
         return None
