@@ -100,6 +100,16 @@ def test_repository_index_over_grpc(grpc_client: triton.InferenceServerClient) -
         ("iris", "1", "READY"), ("other", "1", "READY")}
 
 
+def test_repository_index_over_http(http_client: triton_http.InferenceServerClient,
+                                    server: tuple[Server, str]) -> None:
+    index = http_client.get_model_repository_index()
+    assert {(m["name"], m["state"]) for m in index} == {("iris", "READY"), ("other", "READY")}
+    ready = httpx.post(server[0].url + "/v2/repository/index", json={"ready": True})
+    assert {m["name"] for m in ready.json()} == {"iris", "other"}
+    bad = httpx.post(server[0].url + "/v2/repository/index", content=b"{not json")
+    assert bad.status_code == 400 and "ready" in bad.json()["error"]
+
+
 def _stats(client: Any, name: str, *, as_json: bool = False) -> dict[str, Any]:
     stats = (client.get_inference_statistics(name, as_json=True) if as_json
              else client.get_inference_statistics(name))
