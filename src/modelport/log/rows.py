@@ -52,36 +52,79 @@ def to_table(events: Sequence[PredictionEvent], policy: ModelLogPolicy, *, salt:
              rng: random.Random | None = None) -> pa.Table:
     """One group's rows (see :func:`group_events`) as a predictions table."""
     first = events[0]
-    sizes = [e.n_rows for e in events]
-    n = sum(sizes)
+    # one pass over the events: a server flush holds ~100k one-row events, so per-event Python
+    # work is what this costs (column work below is NumPy / Arrow over the whole group)
+    sizes: list[int] = []
     ids: list[str] = []
-    for event in events:
-        ids.extend(row_ids(event))
-    at_us = np.repeat(np.array([int(e.timestamp * 1_000_000) for e in events], dtype=np.int64),
-                      sizes)
-    inputs = Batch.concat([e.inputs for e in events]) if len(events) > 1 else first.inputs
+    stamps: list[float] = []
+    latencies: list[float] = []
+    endpoints: list[str | None] = []
+    variants: list[str | None] = []
+    requests: list[str | None] = []
+    sources: list[str | None] = []
+    inputs_list: list[Batch] = []
+    results: list[Result] = []
+    for e in events:
+        batch = e.inputs
+        n = batch.n_rows
+        sizes.append(n)
+        given = e.row_ids
+        if given is not None:
+            ids.extend(given)
+        elif n == 1:
+            ids.append(e.id)
+        else:
+            base = e.id
+            ids.extend([f"{base}-{i}" for i in range(n)])
+        stamps.append(e.timestamp)
+        latencies.append(e.latency_ms)
+        endpoints.append(e.endpoint)
+        variants.append(e.variant)
+        requests.append(e.request_id)
+        sources.append(e.source)
+        inputs_list.append(batch)
+        results.append(e.outputs)
+    n = len(ids)
+    single = n == len(events)  # one row per event: no repeats needed
+    at_us = (np.array(stamps) * 1_000_000).astype(np.int64)
+    if not single:
+        at_us = np.repeat(at_us, sizes)
+    inputs = _concat_inputs(inputs_list)
     columns: dict[str, pa.Array] = {
         "prediction_id": pa.array(ids, pa.string()),
         "predicted_at": pa.array(at_us, pa.timestamp("us", tz="UTC")),
         "date": _dates(at_us),
         "model": pa.array([first.model] * n, pa.string()),
         "version": pa.array([first.version] * n, pa.int64()),
-        "endpoint": _repeat_str([e.endpoint for e in events], sizes),
-        "variant": _repeat_str([e.variant for e in events], sizes),
-        "request_id": _repeat_str([e.request_id for e in events], sizes),
-        "source": _repeat_str([e.source for e in events], sizes),
+        "endpoint": _repeat_str(endpoints, sizes, single),
+        "variant": _repeat_str(variants, sizes, single),
+        "request_id": _repeat_str(requests, sizes, single),
+        "source": _repeat_str(sources, sizes, single),
         "entity_key": _entity_keys(inputs, policy),
-        "latency_ms": pa.array(np.repeat(np.array([e.latency_ms for e in events]), sizes),
-                               pa.float64()),
+        "latency_ms": pa.array(np.array(latencies) if single
+                               else np.repeat(np.array(latencies), sizes), pa.float64()),
         "inputs": _inputs(inputs, policy, salt),
     }
-    columns.update(_outputs([e.outputs for e in events], n))
+    columns.update(_outputs(results, n))
     table = pa.table(columns)
     if policy.sample_rate < 1.0:
         draw = (rng or random.Random()).random
         keep = np.fromiter((draw() < policy.sample_rate for _ in range(n)), bool, n)
         table = table.filter(pa.array(keep))
     return table
+
+
+def _concat_inputs(batches: list[Batch]) -> Batch:
+    if len(batches) == 1:
+        return batches[0]
+    first = batches[0]
+    if first.is_matrix and all(b.is_matrix for b in batches):  # the common case: one vstack
+        keys = None
+        if first.keys is not None and all(b.keys is not None for b in batches):
+            keys = np.concatenate([b.keys for b in batches if b.keys is not None])
+        return Batch.from_matrix(first.names, np.concatenate([b.to_matrix() for b in batches]),
+                                 keys=keys)
+    return Batch.concat(batches)
 
 
 def _dates(at_us: Array) -> pa.Array:
@@ -93,9 +136,12 @@ def _dates(at_us: Array) -> pa.Array:
                      for d in days], pa.string())
 
 
-def _repeat_str(values: list[str | None], sizes: list[int]) -> pa.Array:
-    if len(set(values)) == 1:
-        return pa.array([values[0]] * sum(sizes), pa.string())
+def _repeat_str(values: list[str | None], sizes: list[int], single: bool) -> pa.Array:
+    first = values[0]
+    if values.count(first) == len(values):  # one value for the whole flush (C-level count)
+        return pa.array([first] * sum(sizes), pa.string())
+    if single:
+        return pa.array(values, pa.string())
     out: list[str | None] = []
     for value, size in zip(values, sizes, strict=True):
         out.extend([value] * size)
@@ -154,23 +200,23 @@ def _outputs(results: list[Result], n: int) -> dict[str, pa.Array]:
     first = results[0]
     out: dict[str, pa.Array] = {}
 
-    def joined(pick: Any) -> Array:
-        parts = [pick(r) for r in results]
+    def joined(parts: list[Array]) -> Array:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     if first.labels is not None:
-        out["prediction"] = to_arrow(joined(lambda r: r.labels))
+        out["prediction"] = to_arrow(joined([r.labels for r in results]))  # type: ignore[misc]
     elif len(first.outputs) == 1:
-        out["prediction"] = to_arrow(joined(lambda r: next(iter(r.outputs.values()))))
+        out["prediction"] = to_arrow(joined([next(iter(r.outputs.values())) for r in results]))
     else:
         out["prediction"] = pa.nulls(n, pa.string())
     if first.probabilities is not None and first.classes is not None:
-        proba = joined(lambda r: r.probabilities).astype(np.float64, copy=False)
+        proba = joined([r.probabilities for r in results])  # type: ignore[misc]
+        proba = proba.astype(np.float64, copy=False)
         for i, cls in enumerate(first.classes):
             out[probability_column(cls)] = pa.array(np.ascontiguousarray(proba[:, i]))
     if first.labels is not None or len(first.outputs) > 1:
         for name in first.outputs:
-            out[output_column(name)] = to_arrow(joined(lambda r, k=name: r.outputs[k]))
+            out[output_column(name)] = to_arrow(joined([r.outputs[name] for r in results]))
     return out
 
 

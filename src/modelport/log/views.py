@@ -27,7 +27,7 @@ import pyarrow as pa
 from modelport.errors import ConfigurationError, InvalidInputError, NotFoundError
 from modelport.log.store import LogStore
 
-_DEDUPE = ("QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY predicted_at) = 1")
+
 
 
 def connect(store: LogStore, *, model: str | None = None, since: datetime | None = None,
@@ -56,11 +56,11 @@ def connect(store: LogStore, *, model: str | None = None, since: datetime | None
     if until is not None:
         where.append(f"predicted_at < TIMESTAMPTZ '{_iso(until)}'")
     body = " UNION ALL BY NAME ".join(scans)
-    sql = f"SELECT * FROM ({body})"
+    # one row per prediction id: a rerun (stream redelivery, resumed batch) may have written an
+    # id twice with the same prediction; DISTINCT ON keeps one by hashing, without a sort
+    sql = f"SELECT {'DISTINCT ON (prediction_id) ' if dedupe else ''}* FROM ({body})"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    if dedupe:
-        sql += " " + _DEDUPE
     con.execute(f"CREATE VIEW predictions AS {sql}")
     con.register("_feedback", store.feedback())
     con.execute("CREATE VIEW feedback AS SELECT * FROM _feedback")
@@ -80,9 +80,13 @@ def connect(store: LogStore, *, model: str | None = None, since: datetime | None
             ON f.entity_key = p.entity_key AND {model_key} = p.model AND f.at >= p.predicted_at
             WHERE p.predicted_at >= f.at - to_seconds(f.window_s)
         )
-        SELECT * FROM (SELECT * FROM by_id UNION ALL SELECT * FROM by_entity)
-        QUALIFY row_number() OVER (PARTITION BY prediction_id
-                                   ORDER BY received_at DESC, label DESC NULLS LAST) = 1
+        SELECT prediction_id,
+               arg_max(label, received_at) FILTER (WHERE label IS NOT NULL) AS label,
+               arg_max(value, received_at) FILTER (WHERE value IS NOT NULL) AS value,
+               arg_max(reward, received_at) FILTER (WHERE reward IS NOT NULL) AS reward,
+               max(received_at) AS received_at
+        FROM (SELECT * FROM by_id UNION ALL SELECT * FROM by_entity)
+        GROUP BY prediction_id
     """)
     cast = f"TRY_CAST(f.label AS {label_type})" if label_type else "f.label"
     con.execute(f"""
