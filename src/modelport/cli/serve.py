@@ -120,7 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
         "invocations_model", "log_config", "drift_window")}
     log_stores = args.log or [s for s in os.environ.get("MODELPORT_LOG", "").split(",")
                               if s.strip()]
-    if log_stores:
+    if log_stores and log_stores != ["off"]:
         overrides["log"] = tuple(log_stores)
     if args.refs:
         overrides["models"] = tuple(args.refs)

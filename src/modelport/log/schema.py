@@ -17,8 +17,8 @@ column              Arrow type               meaning
 ``endpoint``        string                   endpoint called (null until rollouts route it)
 ``variant``         string                   variant that answered (null until rollouts)
 ``request_id``      string                   the request's ``x-request-id`` / batch / message id
-``source``          string                   ``rest:v2``, ``rest:v1``, ``rest:mlflow``,
-                                             ``rest:simple``, ``grpc``, ``stream:<topic>``,
+``source``          string                   ``simple``, ``v2``, ``v1``, ``mlflow``, ``grpc``
+                                             (the protocol), ``stream:<topic>``,
                                              ``batch:<run id>``, ``python``
 ``entity_key``      string                   the configured business key (``customer_id``)
 ``latency_ms``      float64                  model call time of the request this row was in
@@ -54,8 +54,9 @@ writes the same ids; readers keep the first committed row of an id).
 ``date``            string                   ``received_at``'s UTC day: the partition column
 =================== ======================== ==================================================
 
-Repeated feedback for one prediction is idempotent: the **latest received** item wins (a
-correction replaces a wrong label); resending the same item changes nothing.
+Repeated feedback for one prediction is idempotent: per field (label, value, reward) the
+**latest received** non-empty one wins (a correction replaces a wrong label); resending the same
+item changes nothing.
 """
 
 from __future__ import annotations
