@@ -34,10 +34,21 @@ def iris_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def registry(request: pytest.FixtureRequest, tmp_path: Path,
              iris_bundle: Path) -> Iterator[Registry]:
+    """The registry on each database (for what depends on the database: transactions)."""
+    yield from _registry(request.param, tmp_path, iris_bundle)
+
+
+@pytest.fixture
+def local_registry(tmp_path: Path, iris_bundle: Path) -> Iterator[Registry]:
+    """The registry on SQLite only (for logic that does not depend on the database)."""
+    yield from _registry("sqlite", tmp_path, iris_bundle)
+
+
+def _registry(kind: str, tmp_path: Path, iris_bundle: Path) -> Iterator[Registry]:
     import sqlalchemy as sa
 
     schema = None
-    if request.param == "sqlite":
+    if kind == "sqlite":
         url = f"sqlite:///{tmp_path}/registry.db"
     else:
         schema = f"mp_rollout_{uuid.uuid4().hex[:12]}"

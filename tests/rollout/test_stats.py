@@ -39,7 +39,7 @@ def test_aa_tests_peeked_at_daily_keep_false_positives_at_alpha() -> None:
 def test_the_fixed_horizon_p_value_would_not_survive_daily_peeking() -> None:
     """The reason for the sequential test: peeking at the classic p-value inflates errors."""
     rng = np.random.default_rng(7)
-    runs = 400
+    runs = 150
     naive = sum(any(compare(a, b).p_value <= ALPHA for a, b in daily_looks(rng, 30, 500, 0.1,
                                                                             0.1))
                 for _ in range(runs))

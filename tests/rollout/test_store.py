@@ -34,21 +34,21 @@ def test_create_list_show_delete(registry: Registry) -> None:
         store.get("fraud")
 
 
-def test_variants_must_exist_and_not_be_archived(registry: Registry) -> None:
-    store = EndpointStore(registry)
+def test_variants_must_exist_and_not_be_archived(local_registry: Registry) -> None:
+    store = EndpointStore(local_registry)
     spec = bluegreen()
     with pytest.raises(NotFoundError, match="variant 'green'"):
         store.create(EndpointSpec.from_dict({**spec.to_dict(), "variants": {
             "blue": "iris@production", "green": "iris:9"}}))
-    registry.archive("iris:3")
+    local_registry.archive("iris:3")
     with pytest.raises(ConflictError, match="archived version iris:3"):
         store.create(EndpointSpec.from_dict({**spec.to_dict(), "variants": {
             "blue": "iris@production", "green": "iris:3"}}))
     assert store.list() == []
 
 
-def test_switch_and_rollback_are_audited_with_who(registry: Registry) -> None:
-    store = EndpointStore(registry, actor="alice")
+def test_switch_and_rollback_are_audited_with_who(local_registry: Registry) -> None:
+    store = EndpointStore(local_registry, actor="alice")
     store.create(bluegreen())
     assert store.switch("fraud", "green").state.active == "green"
     assert store.rollback("fraud", actor="bob").state.active == "blue"
@@ -60,8 +60,8 @@ def test_switch_and_rollback_are_audited_with_who(registry: Registry) -> None:
     assert store.get("fraud").revision == 3  # the refused switch changed nothing
 
 
-def test_bad_changes_leave_the_running_policy_untouched(registry: Registry) -> None:
-    store = EndpointStore(registry)
+def test_bad_changes_leave_the_running_policy_untouched(local_registry: Registry) -> None:
+    store = EndpointStore(local_registry)
     store.create(EndpointSpec.from_dict({
         "name": "ab", "policy": "split", "weights": {"a": 50, "b": 50},
         "variants": {"a": "iris:1", "b": "iris:2"}}))
@@ -71,7 +71,7 @@ def test_bad_changes_leave_the_running_policy_untouched(registry: Registry) -> N
     with pytest.raises(ConfigurationError, match="sum to 110"):
         store.set("ab", {"weights": {"a": 60, "b": 50}})
     with pytest.raises(ConflictError, match="archived"):
-        registry.archive("iris:3")
+        local_registry.archive("iris:3")
         store.set("ab", {"variants": {"a": "iris:1", "b": "iris:3"}})
     assert store.get("ab") == before
     dry = store.set("ab", {"weights": {"a": 90, "b": 10}}, dry_run=True)
@@ -141,9 +141,9 @@ def test_the_canary_controller_steps_promotes_and_moves_the_alias(registry: Regi
     assert actions[:2] == ["endpoint.canary.promote", "endpoint.canary.advance"]
 
 
-def test_a_failing_candidate_is_rolled_back(registry: Registry) -> None:
+def test_a_failing_candidate_is_rolled_back(local_registry: Registry) -> None:
     clock = [0.0]
-    store = EndpointStore(registry, clock=lambda: clock[0])
+    store = EndpointStore(local_registry, clock=lambda: clock[0])
     store.create(EndpointSpec.from_dict({
         "name": "fraud", "policy": "canary", "candidate": "green",
         "variants": {"blue": "iris@production", "green": "iris:2"},
@@ -156,7 +156,7 @@ def test_a_failing_candidate_is_rolled_back(registry: Registry) -> None:
     clock[0] = 10.0
     [(_, transition)] = store.run_checks()
     assert transition.action == "rollback" and "error rate 50.00%" in transition.state.reason
-    assert registry.resolve("iris@production").version == 1
+    assert local_registry.resolve("iris@production").version == 1
 
 
 def test_bandit_rewards_are_shared_and_checked(registry: Registry) -> None:
@@ -174,8 +174,8 @@ def test_bandit_rewards_are_shared_and_checked(registry: Registry) -> None:
     assert store.arms("bandit")["a"].pulls == 2  # all or nothing
 
 
-def test_apply_creates_replaces_and_leaves_equal_ones(registry: Registry) -> None:
-    store = EndpointStore(registry)
+def test_apply_creates_replaces_and_leaves_equal_ones(local_registry: Registry) -> None:
+    store = EndpointStore(local_registry)
     specs = [bluegreen("one"), bluegreen("two")]
     assert store.apply(specs) == [("one", "created"), ("two", "created")]
     changed = EndpointSpec.from_dict({**specs[1].to_dict(), "primary": "green"})
