@@ -3,9 +3,9 @@
 A regressor (native float64; ONNX Runtime computes in float32) and a classifier with string
 classes go through ``modelport predict``, batch (Parquet, CSV, SQL), the stream worker (Redis
 Streams in and out, and a SQL table), the REST simple route and V2 (metadata, JSON and binary
-``/infer``, and gRPC). The output names and types must be the same on every surface of a kind (tabular or
-record form) and the same with and without acceleration; values agree within the stated
-tolerances.
+``/infer``, and gRPC). The output names and types must be the same on every surface of a kind
+(tabular or record form) and the same with and without acceleration; values agree within the
+stated tolerances.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modelport.batch.sink import Sink, Staged
-from modelport.core.schema import META_COLUMNS
+from modelport.core.schema import ID_COLUMN, META_COLUMNS
 from modelport.errors import ConfigurationError, NotFoundError, StorageError
 
 COMMITTED = "_COMMITTED.json"
@@ -205,10 +205,10 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
     every value. Encoding only columns with few distinct values wrote a classifier's output
     (65,536 rows) about twice as fast and a fifth smaller; the values read back the same.
     """
-    return [f.name for f in schema
-            if f.name in META_COLUMNS or pa.types.is_string(f.type)
+    return [f.name for f in schema if f.name != ID_COLUMN and (  # ids: one value per row
+            f.name in META_COLUMNS or pa.types.is_string(f.type)
             or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)
-            or (f.name == "prediction" and not pa.types.is_floating(f.type))]
+            or (f.name == "prediction" and not pa.types.is_floating(f.type)))]
 
 
 def write_part(fs: Any, folder: str, name: str, table: pa.Table, *, local: bool,

@@ -26,8 +26,9 @@ Record form (JSON: REST, stream messages, Redis values)::
 ...     "task": "classification", "classes": [0, 1],
 ...     "outputs": [{"name": "label", "dtype": "int64"},
 ...                 {"name": "probabilities", "dtype": "float64", "shape": [2]}]})
->>> PredictionSchema.of(sig, keys=["customer"]).names
-['customer', 'prediction_id', 'prediction', 'probability_0', 'probability_1', 'model', 'version', 'predicted_at']
+>>> PredictionSchema.of(sig, keys=["customer"]).names  # doctest: +NORMALIZE_WHITESPACE
+['customer', 'prediction_id', 'prediction', 'probability_0', 'probability_1',
+ 'model', 'version', 'predicted_at']
 """
 
 from __future__ import annotations
