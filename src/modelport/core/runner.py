@@ -368,10 +368,10 @@ class Runner:
         start = time.perf_counter()
         try:
             if len(group) == 1:
-                results = [await self._in_thread(group[0].batch)]
+                results = [await self._execute(group[0].batch)]
             else:
                 joined = Batch.concat([p.batch for p in group])
-                whole = await self._in_thread(joined)
+                whole = await self._execute(joined)
                 results = list(whole.split([p.batch.n_rows for p in group]))
         except Exception as exc:
             if len(group) == 1:
@@ -388,6 +388,19 @@ class Runner:
                 item.future.set_result(result)
             self._emit(item.batch, result, start, item.source, item.request_id, item.endpoint,
                        item.variant, item.prediction_id, item.row_ids)
+
+    async def _execute(self, batch: Batch) -> Result:
+        """One model call for a group: on the event loop when the model is fast enough for
+        the whole group (a thread hop costs more than such a call), else on the worker thread.
+
+        Under steady load requests keep queueing behind each other, so a fast model can stay
+        on this grouped path for a long time; it must then cost no more than the inline one.
+        """
+        expected = None if self.call_ms is None else max(self.call_ms,
+                                                         self.row_ms * batch.n_rows)
+        if expected is not None and expected < self.options.inline_below_ms:
+            return self._call(batch)
+        return await self._in_thread(batch)
 
     async def _in_thread(self, batch: Batch) -> Result:
         try:
