@@ -156,10 +156,13 @@ def test_shadows_that_raise_or_hang_change_no_answer(home: Home,
     register(home, OffsetModel(0.0, always_fail=True))
     register(home, OffsetModel(0.0, sleep=10.0))
     register(home, OffsetModel(0.5))
-    assert cli(home, "endpoint", "create", "sh", "--variant", "main=calc@production",
-               "--variant", "raises=calc:2", "--variant", "hangs=calc:3",
-               "--variant", "differs=calc:4", "--policy", "shadow", "--primary", "main",
-               "--shadow", "raises", "--shadow", "hangs", "--shadow", "differs").returncode == 0
+    from modelport.rollout.spec import EndpointSpec
+
+    store(home).create(EndpointSpec.from_dict({
+        "name": "sh", "policy": "shadow", "primary": "main",
+        "shadows": ["raises", "hangs", "differs"],
+        "variants": {"main": "calc@production", "raises": "calc:2", "hangs": "calc:3",
+                     "differs": "calc:4"}}))
     grpc_port = free_port()
     server = start_server(home, "calc", "--grpc-port", str(grpc_port))
     with httpx.Client() as client:
@@ -201,5 +204,4 @@ def test_shadows_that_raise_or_hang_change_no_answer(home: Home,
     assert shadows["hangs"]["dropped"] > 0  # its queue filled while it slept; nothing waited
     assert differs["compared"] > 0 and differs["agreement"] == 0.0  # every value is 0.5 off
     assert raises["errors"] > 0
-    report = cli(home, "endpoint", "report", "sh")
-    assert "shadow raises:" in report.stdout
+    assert "shadow raises:" in reports.render(reports.build(endpoints, "sh"))
