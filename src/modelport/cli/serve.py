@@ -106,6 +106,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                      help="return labels without probabilities")
     sec.add_argument("--out-of-distribution", choices=["off", "flag", "refuse"],
                      help="check inputs against the bundle's reference profile")
+    sec.add_argument("--sweep-detection", action="store_true", default=None,
+                     help="count and log callers whose inputs look like an extraction sweep")
     p.set_defaults(func=_serve)
 
 
@@ -164,7 +166,8 @@ def _security_overrides(args: argparse.Namespace, config: ServeConfig) -> dict[s
         "cors": {"allow_origins": tuple(args.cors_origin) if args.cors_origin else None},
         "defences": {"round_probabilities": args.round_probabilities,
                      "labels_only": args.labels_only,
-                     "out_of_distribution": args.out_of_distribution},
+                     "out_of_distribution": args.out_of_distribution,
+                     "sweep_detection": args.sweep_detection},
     }
     out: dict[str, Any] = {}
     for section, values in flags.items():

@@ -44,6 +44,7 @@ from modelport.serving import mlflow, openapi, records, triton, v1, v2
 from modelport.serving.access import PRINCIPAL_KEY, AccessControl, actor_of, principal_of
 from modelport.serving.body import header, read_body
 from modelport.serving.config import ServeConfig
+from modelport.serving.defences import OOD_HEADER, Defences
 from modelport.serving.endpoints import HttpEndpoints
 from modelport.serving.http_errors import Protocol, error_body, headers_of, status_of
 from modelport.serving.metrics import CONTENT_TYPE, ServingMetrics, multiprocess_enabled
@@ -91,6 +92,8 @@ class ServingApp:
         self._keys_refresher: asyncio.Task[None] | None = None
         #: the names served when startup finished: readiness is false while one is missing
         self._startup_served: frozenset[str] = frozenset()
+        #: model-attack defences (serving/defences.py); None when none is configured
+        self.defences: Defences | None = None
         #: endpoints with traffic policies (serving/endpoints.py), set by create_app
         self.endpoints: HttpEndpoints | None = None
 
@@ -432,6 +435,8 @@ class ServingApp:
             t_submit = time.perf_counter()
             if PRINCIPAL_KEY in scope:
                 self.access.charge_rows(scope[PRINCIPAL_KEY], batch.n_rows)
+            flagged = self.defences.inspect(name, model, batch, _caller(scope)) \
+                if self.defences is not None else None
             pid = new_id()  # the prediction id P (rows P-0 …), see modelport.log.schema
             result = await runner.submit(
                 batch, source=protocol, request_id=rid, timeout=self._timeout,
@@ -440,6 +445,8 @@ class ServingApp:
                 row_ids=[f"{pid}-0"] if simple is not None and not simple.single
                 and batch.n_rows == 1 else None)
             t_answer = time.perf_counter()
+            if self.defences is not None:
+                result = self.defences.shape(name, result)
             if routed is not None and routed.decision.shadows and self.endpoints:
                 self.endpoints.router.shadow(routed.decision, batch, result)
             if protocol == "v2":
@@ -451,6 +458,8 @@ class ServingApp:
                 payload, headers = (v1.encode(result) if protocol == "v1"
                                     else mlflow.encode(result)), _JSON
             headers = [*headers, (b"x-prediction-id", pid.encode())]
+            if flagged:
+                headers.append((OOD_HEADER, ",".join(flagged).encode()))
             status = 200
         except Exception as exc:
             status, payload, headers = self._error(protocol, exc, rid)
@@ -671,6 +680,8 @@ def create_app(service: InferenceService, config: ServeConfig | None = None, *,
     app.endpoints = HttpEndpoints(app)
     app.on_startup.append(app.endpoints.start)
     app.on_shutdown.append(app.endpoints.stop)
+    defences = Defences(config.defences, metrics.registry)
+    app.defences = defences if defences.active else None
     if config.auth.is_on:
         engine = None if config.auth.keys_file else service.registry.engine()
         app.access = AccessControl.from_config(config.auth, engine=engine)
@@ -678,6 +689,15 @@ def create_app(service: InferenceService, config: ServeConfig | None = None, *,
 
 
 # -------------------------------------------------------------------- helpers
+def _caller(scope: dict[str, Any]) -> str:
+    """Who sends a request, for the sweep watch: the key's name, else the client address."""
+    principal = principal_of(scope)
+    if principal is not None:
+        return actor_of(principal)
+    client = scope.get("client")
+    return f"client:{client[0]}" if client else "client:?"
+
+
 def _request_id(scope: dict[str, Any]) -> str:
     given = header(scope, b"x-request-id")
     if given and len(given) <= 128:

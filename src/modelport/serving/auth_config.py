@@ -20,10 +20,11 @@ In a serve YAML file::
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from modelport.errors import ConfigurationError
 
@@ -136,12 +137,26 @@ class DefenceConfig:
     out_of_distribution: OodAction = "off"
     #: a value further than this many spreads (IQR) outside the training range is "far"
     ood_tolerance: float = 3.0
-    #: per key (or client): distinct requests in the window after which near-duplicate or
-    #: grid-like inputs count as a sweep
+    #: watch each key's (or client's) recent inputs for sweeps (metric + warning log)
+    sweep_detection: bool = False
+    #: rows per caller looked at together, and the share of repeats or one-column variations
+    #: of earlier rows from which they count as a sweep
     sweep_window: int = 200
     sweep_threshold: float = 0.5
+    #: overrides by served model name, e.g. {churn: {labels_only: true}}
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def check(self) -> None:
+        for name, override in self.per_model.items():
+            unknown = sorted(set(override) - set(self.__dataclass_fields__) - {"per_model"}
+                             ) if isinstance(override, dict) else ["(not a mapping)"]
+            if unknown or "per_model" in override:
+                raise ConfigurationError(
+                    f"defences.per_model.{name}: unknown setting(s) {unknown}")
+            dataclasses.replace(self, per_model={}, **override).check()
+        if self.sweep_window < 2 or not 0 < self.sweep_threshold <= 1:
+            raise ConfigurationError(
+                "defences.sweep_window must be at least 2 and sweep_threshold in (0, 1]")
         if self.round_probabilities is not None and not 0 <= self.round_probabilities <= 15:
             raise ConfigurationError("defences.round_probabilities must be 0-15 decimals")
         if self.out_of_distribution not in ("off", "flag", "refuse"):
