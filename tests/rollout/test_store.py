@@ -197,3 +197,21 @@ def test_a_version_1_database_gets_the_endpoint_tables(tmp_path: object) -> None
     assert {"modelport_endpoints", "modelport_endpoint_stats",
             "modelport_endpoint_arms"} <= tables
     engine.dispose()
+
+
+def test_old_statistics_rows_are_merged_without_changing_totals(registry: Registry) -> None:
+    store = EndpointStore(registry)
+    store.create(bluegreen())
+    for i in range(10):
+        stats = VariantStats()
+        stats.observe(float(i + 1), ok=i != 3)
+        store.record_stats([("fraud", "blue", "serve", "rest", stats.to_dict())],
+                           at=7200.0 + i)
+    store.record_stats([("fraud", "blue", "serve", "rest", VariantStats().to_dict())],
+                       at=20_000.0)
+    before = store.traffic("fraud")["blue"]
+    assert store.compact(now=20_000.0) == 9
+    assert store.compact(now=20_000.0) == 0
+    after = store.traffic("fraud")["blue"]
+    assert (after.requests, after.errors, after.hist) == (before.requests, before.errors,
+                                                          before.hist) == (10, 1, before.hist)

@@ -140,6 +140,10 @@ class EndpointRouter:
         self._shadows: dict[str, _Shadow] = {}
         self._flushed = clock()
         self.dropped = 0
+        #: seconds between flushes when no canary is running, and between compactions
+        self.idle_flush_interval = 5.0
+        self.compact_interval = 600.0
+        self._compacted = clock()
         #: seconds between reads of bandit rewards from the prediction log's feedback
         self.feedback_interval = 5.0
         self._feedback_read = 0.0
@@ -309,8 +313,16 @@ class EndpointRouter:
         self.refresh()
         self.refresh_arms()
         now = self.clock()
-        if now - self._flushed >= self.flush_interval:
+        # fresh counts matter while a canary is being checked; otherwise every few seconds
+        canary = any(e.spec.policy == "canary" and e.state.status == "running"
+                     for e in self.endpoints.values())
+        if now - self._flushed >= (self.flush_interval if canary else self.idle_flush_interval):
             self.flush()
+        if now - self._compacted >= self.compact_interval:
+            self._compacted = now
+            merged = self.store.compact()
+            if merged:
+                log.info("merged %d endpoint statistics rows", merged)
         if self.run_controller:
             candidates = [e for e in self.endpoints.values() if due(e.spec, e.state, now)]
             if candidates:

@@ -339,6 +339,51 @@ class EndpointStore:
             conn.execute(sa.insert(t.endpoint_stats), values)
         return len(values)
 
+    def compact(self, *, older_than: float = 3600.0, bucket_s: float = 3600.0,
+                now: float | None = None) -> int:
+        """Merge statistics rows older than ``older_than`` seconds into one row per endpoint,
+        variant, kind, source and ``bucket_s`` window; returns how many rows went away.
+
+        Workers flush a row every half second or so while they serve; this keeps the table
+        (and reports over long experiments) small. Safe to run from many workers at once: a
+        merge whose rows another worker already merged is rolled back.
+        """
+        cutoff = (self._clock() if now is None else now) - older_than
+        s = t.endpoint_stats
+        with self._reading() as conn:
+            rows = conn.execute(sa.select(s).where(s.c.at < cutoff)).all()
+        groups: dict[tuple[str, str, str, str, float], builtins.list[Any]] = {}
+        for row in rows:
+            start = row.at - row.at % bucket_s
+            groups.setdefault((row.endpoint, row.variant, row.kind, row.source, start),
+                              []).append(row)
+        removed = 0
+        for (endpoint, variant, kind, source, _start), members in groups.items():
+            if len(members) < 2:
+                continue
+            merged: VariantStats | ShadowStats
+            if kind == "shadow":
+                merged = ShadowStats()
+                for m in members:
+                    merged.merge(ShadowStats.from_dict(dict(m.stats)))
+            else:
+                merged = VariantStats()
+                for m in members:
+                    merged.merge(VariantStats.from_dict(dict(m.stats)))
+            ids = [m.id for m in members]
+            try:
+                with self._writing(bump=False) as conn:
+                    gone = conn.execute(sa.delete(s).where(s.c.id.in_(ids)))
+                    if gone.rowcount != len(ids):
+                        raise ConflictError("merged by another worker meanwhile")
+                    conn.execute(sa.insert(s).values(
+                        endpoint=endpoint, variant=variant, kind=kind, source=source,
+                        at=max(m.at for m in members), stats=merged.to_dict()))
+            except ConflictError:
+                continue
+            removed += len(ids) - 1
+        return removed
+
     def traffic(self, name: str, *, since: float = 0.0, until: float | None = None,
                 kind: str = "serve") -> dict[str, VariantStats]:
         """Each variant's requests in ``[since, until)``, summed over every worker."""
