@@ -70,6 +70,9 @@ ROLLOUT = {"e": ("modelport canary endpoint 50/50", "canary"),
 #: modelport with the prediction log on (issue 12): every prediction and all its features
 #: written to the embedded Delta table (serve --log delta); compared with "a" on /predict
 LOGGED = {"g": ("modelport logging every prediction", "simple")}
+#: modelport with authentication on (issue 14): every request carries an API key that is
+#: checked (route scope, constant-time digest compare, rate bucket); compared with "a" on /predict
+AUTHED = {"h": ("modelport with --auth (API key)", "authed")}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -398,6 +401,8 @@ class Spec:
             return ROLLOUT[self.kind][0]
         if self.kind in LOGGED:
             return LOGGED[self.kind][0]
+        if self.kind in AUTHED:
+            return AUTHED[self.kind][0]
         return BASELINES[self.kind]
 
 
@@ -470,17 +475,30 @@ def prepare_endpoints(env: dict[str, str]) -> None:
             "variants": {"main": "bench:1", "copy": "bench:2"}}), replace_existing=True)
 
 
+def prepare_auth(work: Path, simple: Request) -> Request:
+    """An API key in ``work/keys.json`` (predict scope) and the simple request carrying it."""
+    from modelport.serving.auth import FileKeyStore, new_key
+
+    keys = FileKeyStore(work / "keys.json")
+    token, key = new_key("benchmark", ["predict"])
+    keys.add(key)
+    return Request(simple.path, simple.body,
+                   (*simple.headers, ("Authorization", f"Bearer {token}")))
+
+
 def command(spec: Spec, work: Path, env: dict[str, str], workers: int, port: int,
             cpus: str | None) -> tuple[list[str], dict[str, str]]:
     pin = ["taskset", "-c", cpus] if cpus else []
     uvicorn = [*pin, sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port",
                str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
                "--no-access-log", "--log-level", "warning", "--app-dir", str(HERE)]
-    if spec.kind == "a" or spec.kind in ROLLOUT or spec.kind in LOGGED:
+    if spec.kind == "a" or spec.kind in ROLLOUT or spec.kind in LOGGED or spec.kind in AUTHED:
         cmd = [*pin, sys.executable, "-m", "modelport.cli.main", "serve", "bench", "--port",
                str(port), "--workers", str(workers)]
         if spec.kind in LOGGED:
             cmd += ["--log", "delta"]
+        if spec.kind in AUTHED:
+            cmd += ["--auth", "--keys-file", str(work / "keys.json")]
         if spec.accept:
             cmd += ["--accept", spec.accept]
         return cmd, env
@@ -625,7 +643,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="repeat every cell, keep the best (noise from other processes)")
     parser.add_argument("--only", default="a,c", help="servers to run (a,b,c,d; e: a canary "
                         "endpoint, f: a 100%% shadow endpoint, both beside a; g: modelport "
-                        "logging every prediction to the prediction log, beside a)")
+                        "logging every prediction to the prediction log, beside a; h: modelport "
+                        "with --auth, an API key on every request, beside a)")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS),
                         help=f"modelport protocols ({','.join(PROTOCOLS)})")
     parser.add_argument("--accept", default="default",
@@ -656,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
             accepts = {"default": [None], "both": ["shared", "reuseport"]}.get(
                 args.accept, [args.accept])
             specs += [Spec("a", a) for a in accepts]
-        elif kind in BASELINES or kind in ROLLOUT or kind in LOGGED:
+        elif kind in BASELINES or kind in ROLLOUT or kind in LOGGED or kind in AUTHED:
             specs.append(Spec(kind))
     tmp = None
     if args.work:
@@ -670,6 +689,8 @@ def main(argv: list[str] | None = None) -> int:
         if any(spec.kind in ROLLOUT for spec in specs):
             prepare_endpoints(env)
         reqs = requests_for(row)
+        if any(spec.kind in AUTHED for spec in specs):
+            reqs["authed"] = prepare_auth(work, reqs["simple"])
         loadgen = Load(wrk, args.loaders, args.duration, args.warmup, args.load_cpus, work)
         print(loadgen.describe(), file=sys.stderr, flush=True)
         results = run_cells(specs, workers_list, levels, protocols, reqs, loadgen, work, env,
@@ -707,7 +728,8 @@ def run_cells(specs: list[Spec], workers_list: list[int], levels: list[int],
             proc = start(spec, work, env, workers, port, args.server_cpus)
             names = (protocols if spec.kind == "a" else [ROLLOUT[spec.kind][1]]
                      if spec.kind in ROLLOUT else [LOGGED[spec.kind][1]]
-                     if spec.kind in LOGGED else ["baseline"])
+                     if spec.kind in LOGGED else [AUTHED[spec.kind][1]]
+                     if spec.kind in AUTHED else ["baseline"])
             try:
                 wait_until_answering(port, reqs[names[0]], proc, workers)
                 pids = _tree(proc.pid)
@@ -775,6 +797,15 @@ def print_report(report: dict[str, Any], workers_list: list[int], levels: list[i
         for c in cells:
             b = plain.get((c["workers"], c["connections"]))
             if c["kind"] in LOGGED and b is not None:
+                print(f"  {c['server']:<36} w={c['workers']:<2} {c['loaders']}x"
+                      f"{c['connections']:<3} {c['rps'] / b['rps']:5.2f}x req/s  cpu "
+                      f"{c['cpu_us_per_request']:.0f} vs {b['cpu_us_per_request']:.0f} us/req")
+    if plain and any(c["kind"] in AUTHED for c in cells):
+        print("\nauthentication (an API key checked on every request) / the same server without "
+              "it, simple JSON, same workers and connections (target >= 0.97x req/s at c=64):")
+        for c in cells:
+            b = plain.get((c["workers"], c["connections"]))
+            if c["kind"] in AUTHED and b is not None:
                 print(f"  {c['server']:<36} w={c['workers']:<2} {c['loaders']}x"
                       f"{c['connections']:<3} {c['rps'] / b['rps']:5.2f}x req/s  cpu "
                       f"{c['cpu_us_per_request']:.0f} vs {b['cpu_us_per_request']:.0f} us/req")
