@@ -110,8 +110,14 @@ def _load(args: argparse.Namespace) -> int:
     from modelport.log.feedback_items import items_from_rows, to_table
 
     rows = _rows(args)
+    signature_of = _signature_of(args)
+    if signature_of is not None:  # text cells (CSV) of a number / boolean label: the class type
+        for row in rows:
+            model = row.get("model") or args.model
+            if isinstance(row.get("label"), str) and isinstance(model, str):
+                row["label"] = _typed_label(row["label"], signature_of(model))
     try:
-        items = items_from_rows(rows, signature_of=_signature_of(args), default_model=args.model)
+        items = items_from_rows(rows, signature_of=signature_of, default_model=args.model)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{exc}; nothing was stored; {_HINT.format(cmd='load')}",
                                 field=exc.field) from None
@@ -201,11 +207,14 @@ def _typed_label(text: str, signature: Any) -> Any:
     for cls in classes:
         if str(cls) == text or (isinstance(cls, bool) and text.lower() == str(cls).lower()):
             return cls
-    if signature is not None and signature.task == "regression":
-        try:
-            return float(text)
-        except ValueError:
-            return text
+    numeric = classes and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                              for c in classes)
+    if signature is not None and (signature.task == "regression" or numeric):
+        for kind in (int, float):  # a number on the command line is a number label
+            try:
+                return kind(text)
+            except ValueError:
+                continue
     return text
 
 

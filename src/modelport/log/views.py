@@ -28,8 +28,6 @@ from modelport.errors import ConfigurationError, InvalidInputError, NotFoundErro
 from modelport.log.store import LogStore
 
 
-
-
 def connect(store: LogStore, *, model: str | None = None, since: datetime | None = None,
             until: datetime | None = None, dedupe: bool = True) -> Any:
     """A DuckDB connection with the ``predictions``, ``feedback`` and ``labeled`` views."""
@@ -128,7 +126,9 @@ def query(sql: str, store: LogStore, *, model: str | None = None,
         table = relation.to_arrow_table() if relation is not None else pa.table({})
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
-        raise InvalidInputError(f"the query failed: {first}", field="sql") from None
+        raise InvalidInputError(f"the query failed: {first}; fix the SQL and rerun "
+                                "'modelport log query' (views: predictions, feedback, labeled, "
+                                "unmatched_feedback)", field="sql") from None
     finally:
         con.close()
     return table
