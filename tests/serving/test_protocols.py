@@ -27,7 +27,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, iris: Any, cancer: Any
     home.register(serving_models.TextLengthModel(), "text",
                   pd.DataFrame({"word": ["a", "bb"], "x": [0.5, 1.0]}))
     server = launch(home, tmp, "iris@production", "cancer", "text", "--max-rows", "50",
-                    "--max-body-bytes", "20000", "--allow-admin-routes")
+                    "--max-body-bytes", "20000", "--allow-admin-routes", "--log-format", "json")
     yield server, iris, cancer
     server.stop()
 
@@ -212,7 +212,7 @@ def test_mlflow_invocations_csv_and_default_model(http: httpx.Client, served: An
                   headers={"content-type": "text/csv"})
     assert r.status_code == 200, r.text
     assert r.json()["predictions"] == list(served[2][1].predict(frame))
-    x, _, model = served[1]  # several models served: /invocations does not guess
+    x, _, _ = served[1]  # several models served: /invocations does not guess
     r = http.post("/invocations", json={"inputs": x[:2].tolist()})
     assert r.status_code == 400
     assert "?model=" in r.json()["message"] and "--invocations-model" in r.json()["message"]

@@ -182,6 +182,9 @@ class Runner:
                     f"model {self.model.ref} cannot run under ONNX: {self.accelerate_reason}"
                 )
             log.info("model %s stays native: %s", self.model.ref, self.accelerate_reason)
+            # the native model answers: deserialize it now, inside the load (and a hot reload's
+            # load timeout), not in the first request after the switch
+            self.predictor  # noqa: B018
         return self
 
     # ------------------------------------------------------------------ synchronous path
