@@ -61,9 +61,11 @@ def test_a_native_file_replaced_after_load_is_refused(hgb_bundle: Path, tmp_path
 
 def test_serving_from_the_stored_form_never_imports_the_framework(
         hgb_bundle: Path, tmp_path: Path) -> None:
-    """The worker's load path (registry → service → runner) with the stored ONNX form."""
+    """The worker's imports and load path (registry → service → runner) with the stored ONNX
+    form: none of the frameworks (seconds and hundreds of MB at every cold start)."""
     script = """
 import json, sys
+import modelport.serving.app, modelport.serving.server  # what every server worker imports
 from modelport.core.runner import RunnerOptions
 from modelport.core.service import InferenceService
 from modelport.registry import Registry
@@ -72,7 +74,7 @@ with Registry.from_settings(Settings.from_env()) as registry:
     registry.register(sys.argv[1])
     service = InferenceService(registry, options=RunnerOptions(accelerate="auto"))
     result = service.predict("hgb", [{"a": 0.5, "b": 0.1, "c": 0.2, "d": 0.0}])
-    heavy = sorted(m for m in ("sklearn", "skops", "scipy", "torch", "skl2onnx")
+    heavy = sorted(m for m in ("sklearn", "skops", "scipy", "torch", "skl2onnx", "pandas")
                    if m in sys.modules)
     runner = service.runner("hgb")
     print(json.dumps({"label": int(result.labels[0]), "imported": heavy,
