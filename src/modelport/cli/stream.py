@@ -146,7 +146,8 @@ def _runner(args: argparse.Namespace) -> tuple[Any, Any]:
     if Path(args.ref).is_dir():
         from modelport.bundle.model import load_bundle
 
-        return Runner(load_bundle(args.ref, trusted=args.trusted), options).load(), None
+        model = load_bundle(args.ref, trusted=args.trusted, lazy=args.accelerate != "off")
+        return Runner(model, options).load(), None  # native model only if the ONNX form can't
     from modelport.core.service import InferenceService
 
     service = InferenceService(read_registry(args), options=options, trusted=args.trusted)
