@@ -108,6 +108,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                      help="check inputs against the bundle's reference profile")
     sec.add_argument("--sweep-detection", action="store_true", default=None,
                      help="count and log callers whose inputs look like an extraction sweep")
+    sec.add_argument("--verify-key", action="append", metavar="PEM",
+                     help="check model versions' signatures with this Ed25519 public key "
+                          "before loading them (repeatable)")
+    sec.add_argument("--require-signatures", action="store_true", default=None,
+                     help="refuse unsigned model versions (needs --verify-key)")
     p.set_defaults(func=_serve)
 
 
@@ -164,6 +169,8 @@ def _security_overrides(args: argparse.Namespace, config: ServeConfig) -> dict[s
                  "oidc_audience": args.oidc_audience, "oidc_jwks": args.oidc_jwks},
         "tls": {"cert": args.tls_cert, "key": args.tls_key, "client_ca": args.tls_client_ca},
         "cors": {"allow_origins": tuple(args.cors_origin) if args.cors_origin else None},
+        "signatures": {"public_keys": tuple(args.verify_key) if args.verify_key else None,
+                       "required": args.require_signatures},
         "defences": {"round_probabilities": args.round_probabilities,
                      "labels_only": args.labels_only,
                      "out_of_distribution": args.out_of_distribution,

@@ -59,6 +59,8 @@ class InferenceService:
         self.on_batch = on_batch
         #: seconds a hot reload may spend loading a new version before it is given up
         self.load_timeout = load_timeout
+        #: checks each version's signature before it loads (``serve --verify-key``), or None
+        self.verifier: Any = None
         self._runners: dict[tuple[str, int], Runner] = {}
         self._refs: dict[str, tuple[str, int]] = {}
         self._lock = threading.RLock()
@@ -94,7 +96,8 @@ class InferenceService:
             start = time.perf_counter()
             # the native model is deserialized only if the runner needs it (no usable ONNX form)
             model = self.registry.load(f"{key[0]}:{key[1]}", trusted=self.trusted,
-                                       lazy=self.options.accelerate != "off")
+                                       lazy=self.options.accelerate != "off",
+                                       verifier=self.verifier)
             runner = Runner(model, self.options, events=self.events,
                             on_batch=self.on_batch).load()
             log.info("loaded %s:%s in %.0f ms (%s)", key[0], key[1],

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -41,6 +41,9 @@ from modelport.registry.refs import (
     parse_ref,
 )
 from modelport.settings import Settings
+
+if TYPE_CHECKING:
+    from modelport.registry.signing import SignatureVerifier
 
 RefLike = str | ModelVersion
 
@@ -129,6 +132,7 @@ class Registry:
         actor: str | None = None,
         nullable: Sequence[str] | None = None,
         if_changed: bool = False,
+        sign_with: str | os.PathLike[str] | None = None,
     ) -> ModelVersion:
         """Publish a bundle directory as the next version of ``name`` (default: its manifest's).
 
@@ -137,9 +141,14 @@ class Registry:
         declares more input columns nullable in the registered manifest (the bundle directory
         is not changed). With ``if_changed``, a bundle identical to an existing version of the
         model (every file, manifest included) is not registered again: that version is
-        returned (see :meth:`identical_version`).
+        returned (see :meth:`identical_version`). ``sign_with``: an Ed25519 private key (PEM)
+        signing the version's files (:mod:`modelport.registry.signing`).
         """
         bundle = self._prepare(bundle_dir, name, tags, nullable)
+        if sign_with is not None:
+            from modelport.registry.signing import SIGNATURE_TAG, sign
+
+            bundle.tags[SIGNATURE_TAG] = sign(bundle.name, bundle.files, Path(sign_with))
         if if_changed:
             same = self._identical(bundle.name, bundle.files)
             if same is not None:
@@ -327,12 +336,16 @@ class Registry:
             mv.artifact_uri, storage_options=self.storage_options)
         return store.download(mv.artifact_uri, mv.files, target, what=f"model {mv.ref}")
 
-    def load(self, ref: RefLike, *, trusted: bool = False, lazy: bool = False) -> Model:
+    def load(self, ref: RefLike, *, trusted: bool = False, lazy: bool = False,
+             verifier: SignatureVerifier | None = None) -> Model:
         """Fetch, verify, then deserialize: a ``Model`` ready to predict.
 
         ``lazy``: deserialize the native artifact only when first needed (see ``load_bundle``).
+        ``verifier``: check the version's signature first (:mod:`modelport.registry.signing`).
         """
         mv = self.resolve(ref)
+        if verifier is not None:
+            verifier.check(mv)
         path = self.fetch(mv)
         return load_bundle(path, trusted=trusted, expected_files=mv.files, version=mv.version,
                            lazy=lazy)

@@ -165,6 +165,20 @@ class DefenceConfig:
                 f"{self.out_of_distribution!r}")
 
 
+@dataclass(frozen=True)
+class SignatureConfig:
+    """Artifact signatures checked before a version loads (registry/signing.py)."""
+
+    #: trusted Ed25519 public keys (PEM files)
+    public_keys: tuple[str, ...] = ()
+    #: refuse unsigned versions too (strict mode)
+    required: bool = False
+
+    def check(self) -> None:
+        if self.required and not self.public_keys:
+            raise ConfigurationError("--require-signatures needs at least one --verify-key")
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` only accepts connections from this machine."""
     if host in ("localhost", "localhost.localdomain"):
@@ -185,5 +199,6 @@ def check_exposure(host: str, auth: AuthConfig) -> None:
         "--name NAME' and serve with --auth, or pass --insecure to listen anyway")
 
 
-__all__ = ["AuthConfig", "CorsConfig", "DefenceConfig", "OodAction", "TlsConfig",
+__all__ = ["AuthConfig", "CorsConfig", "DefenceConfig", "OodAction", "SignatureConfig",
+           "TlsConfig",
            "check_exposure", "is_loopback"]

@@ -35,9 +35,9 @@ from modelport.serving.auth_config import (
     AuthConfig,
     CorsConfig,
     DefenceConfig,
+    SignatureConfig,
     TlsConfig,
 )
-
 
 #: how several workers take connections: ``shared``, one listening socket that every worker
 #: accepts from (an idle worker takes the next connection), or ``reuseport``, one socket per
@@ -97,6 +97,7 @@ class ServeConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
     defences: DefenceConfig = field(default_factory=DefenceConfig)
+    signatures: SignatureConfig = field(default_factory=SignatureConfig)
     #: threads each worker lets OpenMP / BLAS use inside one model call
     model_threads: int = 1
     #: emit one JSON log line per request (with its request id)
@@ -134,10 +135,14 @@ class ServeConfig:
             raise ConfigurationError("a serve configuration must be a mapping of settings")
         values = dict(data)
         nested = {"limits": Limits, "batching": Batching, "auth": AuthConfig, "tls": TlsConfig,
-                  "cors": CorsConfig, "defences": DefenceConfig}
+                  "cors": CorsConfig, "defences": DefenceConfig,
+                  "signatures": SignatureConfig}
         for key, kind in nested.items():
             if key in values:
                 values[key] = _build(kind, values[key], key)
+        if "signatures" in values:
+            values["signatures"] = dataclasses.replace(
+                values["signatures"], public_keys=tuple(values["signatures"].public_keys))
         if "cors" in values:
             values["cors"] = dataclasses.replace(
                 values["cors"], allow_origins=tuple(values["cors"].allow_origins),
@@ -223,6 +228,7 @@ class ServeConfig:
         self.auth.check()
         self.tls.check()
         self.defences.check()
+        self.signatures.check()
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -158,6 +158,11 @@ def build_app(config: ServeConfig, settings: Settings, *, shared_ports: bool = F
     registry = Registry.from_settings(settings)
     service = InferenceService(registry, options=config.runner_options(), trusted=config.trusted,
                                load_timeout=config.load_timeout_s)
+    if config.signatures.public_keys:
+        from modelport.registry.signing import SignatureVerifier
+
+        service.verifier = SignatureVerifier(config.signatures.public_keys,
+                                             required=config.signatures.required)
     app = create_app(service, config)
     # offline serving: /lookup routes (serving/lookup.py) when MODELPORT_LOOKUP names a file
     mount_lookup(app)
