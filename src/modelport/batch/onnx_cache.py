@@ -70,7 +70,7 @@ class ConvertedModelCache:
 
         path = Path(directory)
         manifest = Manifest.read(path)
-        stub = Model(manifest, predictor=None, path=path, version=version)  # type: ignore[arg-type]
+        stub = Model(manifest, predictor=None, path=path, version=version)
         if not (self.directory / f"{self.key(stub)}.json").exists():
             return None
         files = dict(expected_files) if expected_files is not None else manifest.files

@@ -41,7 +41,7 @@ _RETRY = {"Retry-After": {"description": "seconds to wait before retrying",
                           "schema": {"type": "string"}}}
 _AUTHENTICATE = {"WWW-Authenticate": {"description": "the bearer scheme",
                                       "schema": {"type": "string"}}}
-_JSON_ANY = {"application/json": {"schema": {}}}
+_JSON_ANY: dict[str, Any] = {"application/json": {"schema": {}}}
 
 
 def scalar_schema(spec: ColumnSpec) -> dict[str, Any]:
