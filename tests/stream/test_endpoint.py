@@ -63,6 +63,7 @@ def test_same_keys_same_variants_over_rest_stream_and_batch(
                      "--group", unique("ab")], tmp_path / "worker.log", env=env).start()
     try:
         messages = read_topic(noida_broker, sink, expect=len(KEYS), timeout=90)
+        assert worker.terminate() == 0  # SIGTERM: drains and flushes its traffic counts
     finally:
         worker.stop_quietly()
     streamed = {}

@@ -330,6 +330,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         totals = loop.run()
     finally:
+        if routing is not None:  # the endpoint's traffic counts reach the registry
+            routing.router.close()
         if prediction_log is not None:  # SIGTERM: what the log holds is flushed before exit
             runner.events.flush()
             prediction_log.close()
