@@ -161,17 +161,19 @@ class AccessControl:
 
     # ------------------------------------------------------------------ shared
     def authenticate(self, authorization: bytes | None, client: str) -> Principal:
-        self.bad_tokens.check(client)
+        if self.bad_tokens.active:
+            self.bad_tokens.check(client)
         try:
             if authorization is None:
                 raise AuthenticationError(
                     "this route needs an API key: send 'Authorization: Bearer <key>' (create "
                     "one with 'modelport auth create-key --scope predict --name NAME')")
-            if authorization[:7].lower() != _BEARER:
+            if not authorization.startswith(b"Bearer ") and \
+                    authorization[:7].lower() != _BEARER:
                 raise AuthenticationError("use 'Authorization: Bearer <key>'")
-            token = authorization[7:].strip().decode("latin-1")
-            if self.oidc is not None and token.startswith("ey") and token.count(".") == 2:
-                return self.oidc.verify(token)
+            token = authorization[7:].strip()
+            if self.oidc is not None and token.startswith(b"ey") and token.count(b".") == 2:
+                return self.oidc.verify(token.decode("latin-1"))
             return self.keys.verify(token)
         except AuthenticationError:
             if authorization is not None:  # a wrong token, not a missing one: guessing

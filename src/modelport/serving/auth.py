@@ -46,6 +46,8 @@ from modelport.serving.routes import KEY_SCOPES
 
 PREFIX = "mp_"
 _ID_HEX = 12
+_PREFIX = PREFIX.encode()
+_SECRET_AT = len(PREFIX) + _ID_HEX + 1  # where the secret starts in a token
 
 
 @dataclass(frozen=True)
@@ -145,21 +147,23 @@ class KeyTable:
     """The active keys in memory, by id; :meth:`verify` is the per-request check."""
 
     def __init__(self, keys: Iterable[ApiKey] = ()) -> None:
-        self._keys: dict[str, tuple[bytes, Principal]] = {
-            k.id: (bytes.fromhex(k.digest), Principal(k.name, k.scopes, k.id, k.limits))
+        self._keys: dict[bytes, tuple[bytes, Principal]] = {
+            k.id.encode(): (bytes.fromhex(k.digest), Principal(k.name, k.scopes, k.id, k.limits))
             for k in keys if k.active}
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def verify(self, token: str) -> Principal:
-        parts = split_token(token)
-        entry = self._keys.get(parts[0]) if parts else None
-        if parts is None or entry is None:
-            # same work as a real comparison, so timing does not tell ids apart
-            hmac.compare_digest(hashlib.sha256(token.encode()).digest(), bytes(32))
-            raise AuthenticationError("the API key is not valid (revoked, expired or mistyped)")
-        if not hmac.compare_digest(hashlib.sha256(parts[1].encode()).digest(), entry[0]):
+    def verify(self, token: str | bytes) -> Principal:
+        """The key's principal; ``AuthenticationError`` for anything else. The secret's digest
+        is compared in constant time; an unknown id costs the same hash and comparison."""
+        raw = token if isinstance(token, bytes) else token.encode()
+        # mp_ + 12 hex id + _ + secret, read by position (the per-request path)
+        entry = self._keys.get(raw[3:_SECRET_AT - 1]) if (
+            raw[:3] == _PREFIX and raw[_SECRET_AT - 1:_SECRET_AT] == b"_") else None
+        digest = hashlib.sha256(raw[_SECRET_AT:]).digest()
+        if not hmac.compare_digest(digest, entry[0] if entry is not None else bytes(32)) \
+                or entry is None:
             raise AuthenticationError("the API key is not valid (revoked, expired or mistyped)")
         return entry[1]
 

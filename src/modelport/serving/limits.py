@@ -110,6 +110,11 @@ class BadTokenLimiter:
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._max = max_clients
 
+    @property
+    def active(self) -> bool:
+        """Whether any client has sent a bad token yet (else :meth:`check` has nothing to do)."""
+        return bool(self._buckets)
+
     def check(self, client: str) -> None:
         """Before checking a token: refuse a client whose bad tries are used up."""
         bucket = self._buckets.get(client)
