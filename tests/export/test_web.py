@@ -155,3 +155,42 @@ def test_string_and_integer_columns_in_the_browser(mixed_bundle: Path, ortweb_ta
     same_answers(expected, got)
     assert {r["prediction"] for r in got} <= {"yes", "no"}
     page.close()
+
+
+def test_site_works_from_a_static_http_host(site: Path, browser: Any, setup: Setup,
+                                            served: Any) -> None:
+    """The same folder behind a plain static file server: nothing outside its origin."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from export_helpers import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
+                               "127.0.0.1", "--directory", str(site)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        origin = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(origin + "/index.html", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        page = browser.new_page()
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(origin + "/index.html")
+        page.wait_for_function("document.getElementById('result').dataset.state === 'ready'",
+                               timeout=60_000)
+        rows = setup.rows(250, 10)
+        got = page.evaluate("rows => modelport.predict(rows)", rows)["predictions"]
+        same_answers(served.predict(rows)["predictions"], got)
+        assert [u for u in requests if not (u.startswith(origin + "/") or
+                                            u.startswith("blob:"))] == []
+        page.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
