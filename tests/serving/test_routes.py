@@ -34,6 +34,7 @@ UNDOCUMENTED = [("GET", "/"), ("GET", "/v1/models"), ("GET", "/v2/models/stats")
                 ("GET", "/v2/models/sum/config"), ("GET", "/v2/models/sum/stats"),
                 ("GET", "/v2/models/sum/ready"), ("GET", "/docs"), ("GET", "/version"),
                 ("GET", "/ping"), ("GET", "/health"), ("POST", "/v2/repository/index"),
+                ("GET", "/docs/assets/swagger-ui.css"),
                 ("POST", "/v2/repository/models/sum/load"),
                 ("POST", "/v2/repository/models/sum/unload")]
 #: prefixes where sub-applications are mounted (``ServingApp.mount``)

@@ -169,6 +169,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/predict/{model}", "predict", "simple"),
     # docs and metrics
     Route(_GET, "/docs", "read"),
+    Route(_GET, "/docs/assets/{name}", "public"),  # Swagger UI's own files, no data
     # Swagger UI's own files (static, the same for everyone): a browser loads them by <script>
     Route(_GET, "/docs/assets/{name}", "public"),
     Route(_GET, "/openapi.json", "read"),
