@@ -181,6 +181,9 @@ def test_shadows_that_raise_or_hang_change_no_answer(home: Home,
         assert (r.headers["x-modelport-endpoint"], r.headers["x-modelport-variant"],
                 r.headers["x-modelport-version"]) == ("sh", "main", "1")
     assert v2.json()["outputs"][0]["data"] == [5.0]
+    meta = httpx.get(f"{server.url}/v2/models/sh").json()  # metadata of the primary variant
+    assert meta["name"] == "sh" and [i["name"] for i in meta["inputs"]] == ["a", "b"]
+    assert httpx.get(f"{server.url}/v2/models/sh/ready").status_code == 200
     response, call = grpc_infer(grpc_port, "sh")
     assert response.parameters["variant"].string_param == "main"
     trailing = dict(call.trailing_metadata())

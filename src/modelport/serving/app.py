@@ -122,6 +122,8 @@ class ServingApp:
 
     def runner_for(self, name: str, version: str | None = None) -> Runner:
         ref = self.served.get(name)
+        if ref is None and self.endpoints is not None:  # an endpoint: its primary variant
+            ref = self.endpoints.primary_ref(name)
         if ref is None:
             raise NotFoundError(
                 f"model {name!r} is not served here; served models: {sorted(self.served)}")
@@ -532,7 +534,7 @@ class ServingApp:
         }
 
     def _model_parameters(self, name: str, runner: Runner) -> dict[str, Any]:
-        ref = self.served[name]
+        ref = self.served.get(name, name)
         params: dict[str, Any] = {
             "ref": ref, "flavor": runner.model.flavor, "task": runner.model.signature.task,
             "accelerated": runner.accelerated, "accelerate_reason": runner.accelerate_reason,

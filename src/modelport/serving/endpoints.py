@@ -66,6 +66,11 @@ class HttpEndpoints:
             return None
         return self.router.route(name, _header(scope, self._key(name)))
 
+    def primary_ref(self, name: str) -> str | None:
+        """The reference of endpoint ``name``'s primary variant (metadata, readiness)."""
+        endpoint = self.router.endpoints.get(name)
+        return None if endpoint is None else endpoint.spec.variants[endpoint.spec.stable]
+
     def route_grpc(self, name: str, version: str, context: Any) -> Routed | None:
         """As ``route``, for gRPC: the key comes from the invocation metadata."""
         if version or name not in self.router.endpoints:
