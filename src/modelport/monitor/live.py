@@ -47,6 +47,8 @@ from modelport.monitor.drift import (
 
 log = logging.getLogger("modelport.monitor")
 
+_UNKNOWN = object()  # a model version not seen yet (None: seen, without a reference)
+
 #: (model, version) → the reference to compare with, or None when the version has none
 ReferenceLookup = Callable[[str, int | None], Reference | None]
 
@@ -76,7 +78,7 @@ class LiveDrift:
         self.references = references
         self.window_rows = window_rows
         self.thresholds = thresholds or Thresholds()
-        self._windows: dict[tuple[str, int | None], _Window | None] = {}
+        self._windows: dict[tuple[str, int | None], _Window | object | None] = {}
         self._lock = threading.Lock()
         labels = ["model", "version", "feature"]
         self.psi = Gauge("modelport_drift_psi", "PSI of a feature in the last live window.",
@@ -99,39 +101,52 @@ class LiveDrift:
         self.history: list[tuple[str, int | None, dict[str, float]]] = []
 
     def __call__(self, event: PredictionEvent) -> None:
+        """Called on the event bus's one delivery thread, once per prediction event."""
         key = (event.model, event.version)
+        window = self._windows.get(key, _UNKNOWN)
+        if window is _UNKNOWN:
+            window = self._start(key)
+        if window is None:
+            return
+        assert isinstance(window, _Window)
+        batch = event.inputs
+        if window.rows + batch.n_rows < self.window_rows:  # the common case: keep it cheap
+            window.batches.append(batch)
+            window.rows += batch.n_rows
+            return
+        start = 0
+        while start < batch.n_rows:  # split events that cross a window boundary
+            take = min(batch.n_rows - start, self.window_rows - window.rows)
+            window.batches.append(batch if take == batch.n_rows
+                                  else batch.slice(start, start + take))
+            window.rows += take
+            start += take
+            if window.rows >= self.window_rows:
+                self._count(window, Batch.concat(window.batches))
+                self._publish(key, window)
+                window = self._windows[key] = _Window(window.reference)
+
+    def _start(self, key: tuple[str, int | None]) -> _Window | None:
         with self._lock:
-            if key not in self._windows:
-                reference = self.references(event.model, event.version)
-                self._windows[key] = _Window(reference) if reference is not None else None
-                if reference is None:
-                    log.info("no reference for %s:%s: live drift is off for it", *key)
-            window = self._windows[key]
-            if window is None:
-                return
-            batch = event.inputs
-            start = 0
-            while start < batch.n_rows:  # split events that cross a window boundary
-                take = min(batch.n_rows - start, self.window_rows - window.rows)
-                window.batches.append(batch if take == batch.n_rows
-                                      else batch.slice(start, start + take))
-                window.rows += take
-                start += take
-                if window.rows >= self.window_rows:
-                    self._count(window, Batch.concat(window.batches))
-                    self._publish(key, window)
-                    window = self._windows[key] = _Window(window.reference)
+            reference = self.references(*key)
+            window = _Window(reference) if reference is not None else None
+            self._windows[key] = window
+        if window is None:
+            log.info("no reference for %s:%s: live drift is off for it", *key)
+        return window
 
     def _count(self, window: _Window, batch: Batch) -> None:
+        matrix = batch.to_matrix(np.float64).T.copy() if batch.is_matrix else None
         for name, ref in window.reference.features.items():
             if name not in batch.names:
                 continue
-            values = batch.column(name)
             if isinstance(ref, NumericReference):
-                arr = np.asarray(values, dtype=np.float64)
+                arr = (matrix[batch.names.index(name)] if matrix is not None
+                       else np.asarray(batch.column(name), dtype=np.float64))
                 nan = np.isnan(arr)
-                window.missing[name] += int(nan.sum())
-                ok = arr[~nan]
+                missing = int(nan.sum())
+                ok = arr[~nan] if missing else arr
+                window.missing[name] += missing
                 window.outside[name] += int(np.count_nonzero((ok < ref.min) | (ok > ref.max)))
                 counts = np.bincount(np.searchsorted(ref.edges, ok, side="right"),
                                      minlength=ref.edges.size + 1)
@@ -139,7 +154,7 @@ class LiveDrift:
                 window.numeric[name] = counts if previous is None else previous + counts
             else:
                 seen = window.categories.setdefault(name, Counter())
-                for value in np.asarray(values, dtype=object).tolist():
+                for value in np.asarray(batch.column(name), dtype=object).tolist():
                     if value is None or (isinstance(value, float) and value != value):
                         window.missing[name] += 1
                     else:
