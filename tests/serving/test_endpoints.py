@@ -126,7 +126,7 @@ def test_switch_under_load_and_a_cli_change_reaches_every_worker_within_a_second
     register(home, OffsetModel(100.0))
     assert cli(home, "endpoint", "create", "bg", "--variant", "blue=calc@production",
                "--variant", "green=calc:2", "--policy", "bluegreen").returncode == 0
-    server = start_server(home, "calc", "--workers", "2")
+    server = start_server(home, "bg", "--workers", "2")  # an endpoint name
     load = Load(server.url, "bg")
     load.start()
     try:

@@ -107,6 +107,8 @@ class ServingApp:
         """Load ``ref`` and serve it; returns the name it is served under (blocking)."""
         parsed = parse_ref(ref)
         text = str(parsed) if ("@" in ref or ":" in ref) else ref
+        if text == ref and self.endpoints is not None and self.endpoints.is_endpoint(ref):
+            return ref  # an endpoint: its variants load with the endpoints (serving/endpoints.py)
         try:
             self.service.runner(text)
         except ModelportError as exc:

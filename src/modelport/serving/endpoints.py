@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from modelport.core.concurrency import run_sync
+from modelport.errors import ModelportError
 from modelport.rollout.feedback import canary_quality
 from modelport.rollout.router import EndpointRouter, Routed
 from modelport.rollout.store import EndpointStore
@@ -65,6 +66,16 @@ class HttpEndpoints:
         if version is not None or name not in self.router.endpoints:
             return None
         return self.router.route(name, _header(scope, self._key(name)))
+
+    def is_endpoint(self, name: str) -> bool:
+        """Whether the registry has an endpoint ``name`` (``modelport serve NAME``)."""
+        from modelport.rollout.spec import check_endpoint_name
+
+        try:
+            check_endpoint_name(name)
+        except ModelportError:
+            return False
+        return self.router.store.exists(name)
 
     def primary_ref(self, name: str) -> str | None:
         """The reference of endpoint ``name``'s primary variant (metadata, readiness)."""
