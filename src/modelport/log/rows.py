@@ -122,7 +122,9 @@ def _concat_inputs(batches: list[Batch]) -> Batch:
         keys = None
         if first.keys is not None and all(b.keys is not None for b in batches):
             keys = np.concatenate([b.keys for b in batches if b.keys is not None])
-        return Batch.from_matrix(first.names, np.concatenate([b.to_matrix() for b in batches]),
+        # the matrices themselves (a method call per one-row batch costs as much as the copy)
+        matrices = [b._matrix for b in batches]
+        return Batch.from_matrix(first.names, np.concatenate(matrices),  # type: ignore[arg-type]
                                  keys=keys)
     return Batch.concat(batches)
 
