@@ -25,6 +25,7 @@ from modelport.serving.auth_config import TlsConfig
 from modelport.serving.grpc import grpc_predict_v2_pb2 as pb
 from modelport.serving.grpc.interceptor import AccessInterceptor, server_credentials
 from modelport.serving.grpc.servicer import SERVICE_NAME, InferenceServicer, RequestObserver
+from modelport.serving.routes import GRPC_SCOPES
 from modelport.serving.statistics import InferenceStatistics
 
 #: default cap on one request or response (gRPC's own default, 4 MiB, is small for tensors)
@@ -129,7 +130,9 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
-        interceptors=[AccessInterceptor(access)] if access is not None else None,
+        # without authentication the interceptor only guards admin RPCs: none, none to add
+        interceptors=[AccessInterceptor(access)] if access is not None and (
+            access.enabled or any(GRPC_SCOPES.get(m) == "admin" for m in _RPCS)) else None,
     )
     # extra_handlers: services beside OIP's, e.g. modelport.FeedbackService (serving/feedback.py)
     server.add_generic_rpc_handlers((method_handlers(servicer), *extra_handlers))
