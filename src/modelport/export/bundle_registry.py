@@ -46,8 +46,13 @@ class BundleRegistry:
             manifest=manifest.to_dict(), created_at=datetime.now(UTC), created_by="package",
             tags={})
 
-    def load(self, ref: Any, *, trusted: bool = False, lazy: bool = False) -> Model:
-        self.resolve(ref)
+    def load(self, ref: Any, *, trusted: bool = False, lazy: bool = False,
+             verifier: Any = None) -> Model:
+        """As :meth:`Registry.load <modelport.registry.Registry.load>`: the version's
+        signature is checked by ``verifier`` when one is given, then every file's SHA-256."""
+        version = self.resolve(ref)
+        if verifier is not None:
+            verifier.check(version)
         return load_bundle(self.directory, trusted=trusted, version=self.version, lazy=lazy)
 
     def engine(self) -> Any:
