@@ -84,7 +84,8 @@ def test_a_canary_whose_candidate_starts_failing_is_rolled_back(
     flag = tmp_path / "candidate-broken"
     register(home, OffsetModel(0.0), alias="production")
     register(home, OffsetModel(1000.0, fail_flag=str(flag)))
-    server = start_server(home, "calc", "--workers", "2", "--poll-interval", "0.2")
+    server = start_server(home, "calc", "--workers", "2", "--poll-interval", "0.2",
+                          "--allow-admin-routes")
     created = cli(home, "endpoint", "create", "calc-ep", "--variant", "stable=calc@production",
                   "--variant", "canary=calc:2", "--policy", "canary", "--candidate", "canary",
                   "--steps", "30,100", "--interval", "3s", "--min-requests", "5",
@@ -118,6 +119,12 @@ def test_a_canary_whose_candidate_starts_failing_is_rolled_back(
     assert "error rate" in endpoint.state.reason
     with home.registry() as reg:
         assert reg.resolve("calc@production").version == 1  # not promoted
+    # an admin route changes it over HTTP, audited as the caller
+    stale = httpx.post(f"{server.url}/endpoints/calc-ep/pause", json={"if_revision": 1})
+    assert stale.status_code == 409 and "changed by someone else" in stale.json()["error"]
+    paused = httpx.post(f"{server.url}/endpoints/calc-ep/pause", json={})
+    assert paused.status_code == 200 and paused.json()["state"]["paused"] is True
+    assert store(home).history("calc-ep")[0]["actor"] == "anonymous"
 
 
 def test_switch_under_load_and_a_cli_change_reaches_every_worker_within_a_second(
@@ -148,6 +155,17 @@ def test_switch_under_load_and_a_cli_change_reaches_every_worker_within_a_second
     statuses = {s[1] for s in load.seen}
     assert statuses == {200}, [s for s in load.seen if s[1] != 200][:3]
     assert {s[2] for s in load.seen} == {"blue", "green"}
+    # over HTTP too: reading needs no admin; changing is an admin route (refused without auth
+    # unless the server allows admin routes), audited as the caller
+    listed = httpx.get(f"{server.url}/endpoints").json()
+    assert [e["name"] for e in listed] == ["bg"]
+    assert httpx.get(f"{server.url}/endpoints/bg").json()["shares"] == {"blue": 100.0,
+                                                                         "green": 0.0}
+    refused = httpx.post(f"{server.url}/endpoints/bg/switch", json={"variant": "green"})
+    assert refused.status_code == 403
+    report = httpx.get(f"{server.url}/endpoints/bg/report?metric=error_rate").json()
+    assert report["metric"] == "error_rate" and len(report["variants"]) == 2
+    assert httpx.get(f"{server.url}/endpoints/nope").status_code == 404
 
 
 def test_shadows_that_raise_or_hang_change_no_answer(home: Home,

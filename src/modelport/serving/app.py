@@ -45,7 +45,7 @@ from modelport.serving.access import PRINCIPAL_KEY, AccessControl, actor_of, pri
 from modelport.serving.body import header, read_body
 from modelport.serving.config import ServeConfig
 from modelport.serving.defences import OOD_HEADER, Defences
-from modelport.serving.endpoints import HttpEndpoints
+from modelport.serving.endpoints import EndpointRoutes, HttpEndpoints
 from modelport.serving.http_errors import Protocol, error_body, headers_of, status_of
 from modelport.serving.metrics import CONTENT_TYPE, ServingMetrics, multiprocess_enabled
 
@@ -682,6 +682,7 @@ def create_app(service: InferenceService, config: ServeConfig | None = None, *,
     service.events.subscribe(metrics.observe_event, inline=True)  # a counter: microseconds
     app = ServingApp(service, config, metrics)
     app.endpoints = HttpEndpoints(app)
+    app.mount("/endpoints", EndpointRoutes(app.endpoints))  # rollout policies over HTTP
     app.on_startup.append(app.endpoints.start)
     app.on_shutdown.append(app.endpoints.stop)
     defences = Defences(config.defences, metrics.registry)

@@ -13,6 +13,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from modelport.core.concurrency import run_sync
 from modelport.errors import ModelportError
 from modelport.rollout.feedback import canary_quality
@@ -117,6 +119,101 @@ class HttpEndpoints:
             payload = (b'{"endpoint":"' + routed.endpoint.encode() + b'","variant":"'
                        + routed.variant.encode() + b'",' + payload[1:])
         return payload, headers
+
+
+class EndpointRoutes:
+    """``/endpoints`` over HTTP: ``GET /endpoints``, ``GET /endpoints/{name}`` and
+    ``GET /endpoints/{name}/report`` (scope ``read``); ``POST /endpoints/{name}/{action}`` with
+    action ``switch`` (``{"variant": "green"}``), ``rollback``, ``promote``
+    (``{"variant": ...}`` optional), ``pause`` or ``resume`` (scope ``admin``; the optional
+    ``"if_revision"`` refuses with 409 when someone changed it since). Changes are audited with
+    the caller's key name."""
+
+    ACTIONS = ("switch", "rollback", "promote", "pause", "resume")
+
+    def __init__(self, endpoints: HttpEndpoints) -> None:
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from modelport.serving.body import read_body
+
+        app = self.endpoints.app
+        method: str = scope["method"]
+        parts = [p for p in scope["path"].strip("/").split("/") if p]  # under /endpoints
+        try:
+            if method in ("GET", "HEAD") and len(parts) <= 2:
+                body = await run_sync(None, self._read, parts, scope)
+            elif method == "POST" and len(parts) == 2 and parts[1] in self.ACTIONS:
+                raw = await read_body(scope, receive, app.config.limits.max_body_bytes)
+                body = await run_sync(None, self._act, parts[0], parts[1], raw, scope)
+            else:
+                from modelport.errors import NotFoundError
+
+                raise NotFoundError(f"no route {method} {scope['path']}")
+            status, payload, headers = 200, orjson.dumps(body), _JSON
+        except Exception as exc:
+            status, payload, headers = app._error("simple", exc, "")
+        await send({"type": "http.response.start", "status": status, "headers": [
+            *headers, (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
+    def _read(self, parts: list[str], scope: dict[str, Any]) -> Any:
+        from modelport.rollout import report
+        from modelport.rollout.policy import shares
+
+        store = self.endpoints.router.store
+        if not parts:
+            return [e.to_dict() for e in store.list()]
+        if len(parts) == 2:
+            if parts[1] != "report":
+                from modelport.errors import NotFoundError
+
+                raise NotFoundError(f"no route GET {scope['path']}")
+            metric = _query(scope, b"metric") or "latency_ms"
+            return report.build(store, parts[0], metric=metric)
+        endpoint = store.get(parts[0])
+        return {**endpoint.to_dict(), "shares": shares(endpoint.spec, endpoint.state)}
+
+    def _act(self, name: str, action: str, raw: bytes, scope: dict[str, Any]) -> Any:
+        from modelport.errors import InvalidInputError
+        from modelport.rollout.store import EndpointStore
+        from modelport.serving.access import actor_of, principal_of
+
+        try:
+            data = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInputError(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise InvalidInputError("send a JSON object, e.g. {\"variant\": \"green\"}")
+        actor = actor_of(principal_of(scope))
+        store = EndpointStore(self.endpoints.router.store.registry, actor=actor)
+        kwargs: dict[str, Any] = {"expected_revision": data.get("if_revision")}
+        if action == "switch":
+            variant = data.get("variant")
+            if not isinstance(variant, str):
+                raise InvalidInputError("switch needs {\"variant\": \"NAME\"}",
+                                        field="variant")
+            endpoint = store.switch(name, variant, **kwargs)
+        elif action == "rollback":
+            endpoint = store.rollback(name, **kwargs)
+        elif action == "promote":
+            endpoint = store.promote(name, data.get("variant"), **kwargs)
+        else:
+            endpoint = store.pause(name, action == "pause", **kwargs)
+        return endpoint.to_dict()
+
+
+_JSON = [(b"content-type", b"application/json")]
+
+
+def _query(scope: dict[str, Any], name: bytes) -> str | None:
+    from urllib.parse import unquote
+
+    for pair in (scope.get("query_string") or b"").split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if key == name:
+            return unquote(value.decode("latin-1"))
+    return None
 
 
 def _header(scope: dict[str, Any], name: bytes) -> bytes | None:

@@ -179,6 +179,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/feedback/{model}", "feedback", "simple"),
     # offline serving (serving/lookup.py): answers are predictions
     Route(("GET", "POST"), "/lookup/{rest:path}", "predict", "simple"),
+    # rollout endpoints (issue 13, serving/endpoints.py): reading them, changing them
+    Route(_GET, "/endpoints", "read", "simple"),
+    Route(_GET, "/endpoints/{name}", "read", "simple"),
+    Route(_GET, "/endpoints/{name}/report", "read", "simple"),
+    Route("POST", "/endpoints/{name}/{action}", "admin", "simple"),
     # the dashboard (web/dashboard.py): the page and its assets hold no data; its API does
     Route(_GET, "/dashboard", "public"),
     Route(_GET, "/dashboard/", "public"),
