@@ -126,6 +126,7 @@ def test_entrypoint_serves_passes_healthcheck_and_drains(
     port = free_port()
     config = yaml.safe_load((context / "serve.yaml").read_text())
     config.update(host="127.0.0.1", port=port, grpc_port=free_port())  # not 0.0.0.0 here
+    config["limits"]["shutdown_delay_s"] = 0.5  # the drain's first phase, shortened for CI
     (tmp_path / "serve.yaml").write_text(yaml.safe_dump(config))
     argv = [str(tmp_path / "serve.yaml") if a == "/etc/modelport/serve.yaml" else a
             for a in entrypoint]
