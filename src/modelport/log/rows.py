@@ -11,6 +11,7 @@ import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,14 @@ from modelport.log.config import ModelLogPolicy
 from modelport.log.schema import PREDICTION_COLUMNS, output_column, probability_column
 
 _DAY_US = 86_400_000_000
+_INPUTS, _N_ROWS, _ROW_IDS, _ID = (attrgetter("inputs"), attrgetter("n_rows"),
+                                   attrgetter("row_ids"), attrgetter("id"))
+_TIMESTAMP, _LATENCY, _ENDPOINT, _VARIANT = (attrgetter("timestamp"), attrgetter("latency_ms"),
+                                             attrgetter("endpoint"), attrgetter("variant"))
+_REQUEST, _SOURCE, _OUTPUTS = attrgetter("request_id"), attrgetter("source"), attrgetter("outputs")
+_MATRIX, _LABELS, _PROBABILITIES = (attrgetter("_matrix"), attrgetter("labels"),
+                                    attrgetter("probabilities"))
+_IS_MATRIX = attrgetter("is_matrix")
 
 
 def row_ids(event: PredictionEvent) -> list[str]:
@@ -52,38 +61,30 @@ def to_table(events: Sequence[PredictionEvent], policy: ModelLogPolicy, *, salt:
              rng: random.Random | None = None) -> pa.Table:
     """One group's rows (see :func:`group_events`) as a predictions table."""
     first = events[0]
-    # one pass over the events: a server flush holds ~100k one-row events, so per-event Python
-    # work is what this costs (column work below is NumPy / Arrow over the whole group)
-    sizes: list[int] = []
-    ids: list[str] = []
-    stamps: list[float] = []
-    latencies: list[float] = []
-    endpoints: list[str | None] = []
-    variants: list[str | None] = []
-    requests: list[str | None] = []
-    sources: list[str | None] = []
-    inputs_list: list[Batch] = []
-    results: list[Result] = []
-    for e in events:
-        batch = e.inputs
-        n = batch.n_rows
-        sizes.append(n)
-        given = e.row_ids
-        if given is not None:
-            ids.extend(given)
-        elif n == 1:
-            ids.append(e.id)
-        else:
-            base = e.id
-            ids.extend([f"{base}-{i}" for i in range(n)])
-        stamps.append(e.timestamp)
-        latencies.append(e.latency_ms)
-        endpoints.append(e.endpoint)
-        variants.append(e.variant)
-        requests.append(e.request_id)
-        sources.append(e.source)
-        inputs_list.append(batch)
-        results.append(e.outputs)
+    # a server flush holds ~100k one-row events, so per-event Python work is what this costs:
+    # every per-event field is gathered by a C-level map(attrgetter) pass
+    inputs_list: list[Batch] = list(map(_INPUTS, events))
+    sizes: list[int] = list(map(_N_ROWS, inputs_list))
+    given = list(map(_ROW_IDS, events))
+    ids: list[str]
+    if given.count(None) == len(given) and sizes.count(1) == len(sizes):
+        ids = list(map(_ID, events))
+    else:
+        ids = []
+        for e, rows, own in zip(events, sizes, given, strict=True):
+            if own is not None:
+                ids.extend(own)
+            elif rows == 1:
+                ids.append(e.id)
+            else:
+                ids.extend([f"{e.id}-{i}" for i in range(rows)])
+    stamps = list(map(_TIMESTAMP, events))
+    latencies = list(map(_LATENCY, events))
+    endpoints = list(map(_ENDPOINT, events))
+    variants = list(map(_VARIANT, events))
+    requests = list(map(_REQUEST, events))
+    sources = list(map(_SOURCE, events))
+    results: list[Result] = list(map(_OUTPUTS, events))
     n = len(ids)
     single = n == len(events)  # one row per event: no repeats needed
     at_us = (np.array(stamps) * 1_000_000).astype(np.int64)
@@ -118,14 +119,13 @@ def _concat_inputs(batches: list[Batch]) -> Batch:
     if len(batches) == 1:
         return batches[0]
     first = batches[0]
-    if first.is_matrix and all(b.is_matrix for b in batches):  # the common case: one vstack
+    if all(map(_IS_MATRIX, batches)):  # the common case: one vstack
         keys = None
         if first.keys is not None and all(b.keys is not None for b in batches):
             keys = np.concatenate([b.keys for b in batches if b.keys is not None])
         # the matrices themselves (a method call per one-row batch costs as much as the copy)
-        matrices = [b._matrix for b in batches]
-        return Batch.from_matrix(first.names, np.concatenate(matrices),  # type: ignore[arg-type]
-                                 keys=keys)
+        matrices = list(map(_MATRIX, batches))
+        return Batch.from_matrix(first.names, np.concatenate(matrices), keys=keys)
     return Batch.concat(batches)
 
 
@@ -169,8 +169,12 @@ def _inputs(inputs: Batch, policy: ModelLogPolicy, salt: str) -> pa.Array:
         return pa.nulls(inputs.n_rows, pa.struct([]))
     hashed = set(policy.hash)
     arrays = []
+    rows_of = None
+    if inputs.is_matrix and inputs.to_matrix().ndim == 2:  # one transposed copy: each feature
+        rows_of = np.ascontiguousarray(inputs.to_matrix().T)  # then converts without a copy
     for name in names:
-        column = inputs.column(name)
+        column = rows_of[inputs.names.index(name)] if rows_of is not None \
+            else inputs.column(name)
         arrays.append(_hash(column, salt) if name in hashed else to_arrow(column))
     return pa.StructArray.from_arrays(arrays, names=names)
 
@@ -206,13 +210,13 @@ def _outputs(results: list[Result], n: int) -> dict[str, pa.Array]:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     if first.labels is not None:
-        out["prediction"] = to_arrow(joined([r.labels for r in results]))  # type: ignore[misc]
+        out["prediction"] = to_arrow(joined(list(map(_LABELS, results))))
     elif len(first.outputs) == 1:
         out["prediction"] = to_arrow(joined([next(iter(r.outputs.values())) for r in results]))
     else:
         out["prediction"] = pa.nulls(n, pa.string())
     if first.probabilities is not None and first.classes is not None:
-        proba = joined([r.probabilities for r in results])  # type: ignore[misc]
+        proba = joined(list(map(_PROBABILITIES, results)))
         proba = proba.astype(np.float64, copy=False)
         for i, cls in enumerate(first.classes):
             out[probability_column(cls)] = pa.array(np.ascontiguousarray(proba[:, i]))
