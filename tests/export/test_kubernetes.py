@@ -130,10 +130,19 @@ def test_kubernetes_manifests_validate_and_agree(setup: Setup, tmp_path: Path,
     assert trigger["type"] == "kafka"
     assert command[command.index("--group") + 1] == trigger["metadata"]["consumerGroup"]
     assert command[command.index("--source") + 1] == "kafka://kafka.ml:9092/churn-in"
+    assert command[:4] == ["modelport", "stream", "run", f"{MODEL}:1"]  # the image's registry
     assert trigger["metadata"]["topic"] == "churn-in"
     assert trigger["metadata"]["bootstrapServers"] == "kafka.ml:9092"
     cron = docs["batch-cronjob.yaml"]["spec"]
     assert cron["schedule"] == "0 * * * *" and cron["concurrencyPolicy"] == "Forbid"
+    # every command is one the modelport CLI accepts as written
+    from modelport.cli.main import build_parser
+
+    batch = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    for argv in (server["command"], command, batch):
+        assert argv[0] == "modelport"
+        parsed = build_parser().parse_args(argv[1:])
+        assert callable(parsed.func)
 
 
 def test_kserve_and_knative_validate(setup: Setup, tmp_path: Path, served: Any) -> None:

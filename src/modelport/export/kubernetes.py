@@ -31,7 +31,6 @@ from modelport.export.plan import (
     CONFIG_DIR,
     LIVE_PATH,
     METRICS_PATH,
-    MODEL_DIR,
     READY_PATH,
     UID,
     ServerPlan,
@@ -262,7 +261,8 @@ def _stream_deployment(prov: Provenance, options: KubernetesOptions) -> Manifest
         "periodSeconds": 15, "failureThreshold": 4}
     container = {
         "name": "stream", "image": options.image, "imagePullPolicy": "IfNotPresent",
-        "command": ["modelport", "stream", "run", MODEL_DIR,
+        # the model as the image's registry holds it: the same version the server answers with
+        "command": ["modelport", "stream", "run", options.plan.ref,
                     "--source", f"kafka://{kafka}/{options.source_topic}",
                     "--sink", f"kafka://{kafka}/{options.sink_topic}",
                     "--dead-letter", f"kafka://{kafka}/{options.source_topic}-dead",
@@ -314,7 +314,7 @@ def _cronjob(prov: Provenance, options: KubernetesOptions) -> Manifest:
     name = f"{options.name}-batch"
     container = {
         "name": "batch", "image": options.image, "imagePullPolicy": "IfNotPresent",
-        "command": ["modelport", "batch", "run", MODEL_DIR, "--input", options.batch_input,
+        "command": ["modelport", "batch", "run", options.plan.ref, "--input", options.batch_input,
                     "--output", options.batch_output, "--no-progress"],
         "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
         "resources": options.resources.to_dict(),
