@@ -60,7 +60,8 @@ def test_accuracy_per_variant_from_logged_feedback(tmp_path: Path, iris_bundle: 
         right = truth[position]
         # blue's feedback says it was always right; green's says it was wrong on odd rows
         label = right if row["variant"] == "blue" or position % 2 == 0 else "wrong"
-        items.append({"prediction_id": row["prediction_id"], "label": label, "model": "iris"})
+        items.append({"prediction_id": row["prediction_id"], "label": label, "model": "iris",
+                      "reward": 2.0 if row["variant"] == "blue" else 0.5})
     ml.write_feedback(items)
 
     found = moments(endpoint, "accuracy")
@@ -72,6 +73,17 @@ def test_accuracy_per_variant_from_logged_feedback(tmp_path: Path, iris_bundle: 
     assert found["green"].mean < found["blue"].mean - 0.3
     quality = canary_quality(store.get("fraud"), started, time.time() + 1)
     assert quality == pytest.approx(found["green"].mean)
+
+    # a bandit over the same variants learns from the logged rewards, scaled by its range
+    from modelport.rollout.router import logged_rewards
+    from modelport.rollout.spec import Endpoint, EndpointState
+
+    bandit = Endpoint(EndpointSpec.from_dict({
+        "name": "fraud", "policy": "bandit", "variants": {"blue": "iris:1", "green": "iris:2"},
+        "bandit": {"reward_min": 0, "reward_max": 2}}), EndpointState())
+    arms = logged_rewards(bandit)
+    assert (arms["blue"].pulls, arms["blue"].reward_sum) == (150, pytest.approx(150.0))
+    assert (arms["green"].pulls, arms["green"].reward_sum) == (150, pytest.approx(37.5))
 
     data = report.build(store, "fraud", metric="accuracy", feedback=feedback_moments(registry))
     [comparison] = data["comparisons"]
