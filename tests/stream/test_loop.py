@@ -496,7 +496,8 @@ def test_extra_fields_are_ignored_copied_or_refused_as_the_option_says(runner: R
     by_mode = {}
     for mode in ("ignore", "passthrough", "refuse"):
         sink = ListSink([])
-        options = StreamOptions(extra_columns=mode, allow_extra=mode != "refuse")
+        options = StreamOptions(passthrough=("id",), extra_columns=mode,
+                                allow_extra=mode != "refuse")
         StreamLoop(runner, ListSource(messages, []), sink, options=options).run_once()
         by_mode[mode] = sink.outputs
     assert all("segment" not in (o.record or {}) for o in by_mode["ignore"])
@@ -504,4 +505,11 @@ def test_extra_fields_are_ignored_copied_or_refused_as_the_option_says(runner: R
     assert [(r["id"], r["segment"]) for r in copied if r] == [(i, f"s{i}") for i in range(4)]
     assert list(copied[0] or {})[:3] == ["id", "segment", "prediction_id"]
     assert all(o.dead_letter for o in by_mode["refuse"])
-    assert b"unexpected column" in dict(by_mode["refuse"][0].headers)["error-message"]
+    assert b"unexpected column 'segment'" in dict(by_mode["refuse"][0].headers)["error-message"]
+    # a kept field is part of the contract: refuse still accepts it, as batch run does
+    sink = ListSink([])
+    plain = [_msg(i, record(i)) for i in range(4)]  # inputs and the kept "id"
+    StreamLoop(runner, ListSource(plain, []), sink, options=StreamOptions(
+        passthrough=("id",), extra_columns="refuse", allow_extra=False)).run_once()
+    assert [o.record["id"] for o in sink.outputs if o.record and not o.dead_letter] == [
+        0, 1, 2, 3]

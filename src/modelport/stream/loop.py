@@ -345,8 +345,7 @@ class StreamLoop:
                     return None
                 if set(map(type, records)) != {dict}:
                     return None
-                batch = self.runner.model.signature.coerce(records,
-                                                           allow_extra=self.options.allow_extra)
+                batch = self._coerce_records(records)
             result = self.runner.predict(batch, source=f"stream:{messages[0].topic}",
                                          request_id=messages[0].request_id,
                                          row_ids=self._row_ids(messages))
@@ -372,22 +371,37 @@ class StreamLoop:
             ids.extend([base] if size == 1 else [f"{base}-{i}" for i in range(size)])
         return ids
 
+    def _coerce_records(self, records: list[dict[str, Any]]) -> Batch:
+        """The signature's batch of ``records``; when fields beyond the inputs are refused,
+        the kept (``--keep``) fields are still allowed, as in ``batch run`` and ``predict``."""
+        signature = self.runner.model.signature
+        if self.options.allow_extra:
+            return signature.coerce(records, allow_extra=True)
+        allowed = {*signature.input_names, *self.codec.passthrough}
+        for i, record in enumerate(records):
+            if len(record) > len(signature.inputs):
+                extra = next((k for k in record if k not in allowed), None)
+                if extra is not None:
+                    raise InvalidInputError(
+                        f"row {i}: unexpected column {extra!r}; the model takes "
+                        f"{signature.input_names} (send only those and the --keep fields, or "
+                        "run with --extra-columns ignore or passthrough)", field=extra)
+        return signature.coerce(records, allow_extra=True)
+
     def _coerce(
         self, decoded: list[tuple[Message, list[dict[str, Any]]]], dead: list[Output]
     ) -> tuple[list[tuple[Message, list[dict[str, Any]]]], list[Batch]]:
         """One batch for all records when they all fit; else find the messages that do not."""
-        signature = self.runner.model.signature
-        extra = self.options.allow_extra
         try:
             records = [r for _, recs in decoded for r in recs]
-            return decoded, [signature.coerce(records, allow_extra=extra)]
+            return decoded, [self._coerce_records(records)]
         except InvalidInputError:
             pass
         kept: list[tuple[Message, list[dict[str, Any]]]] = []
         batches: list[Batch] = []
         for msg, recs in decoded:
             try:
-                batches.append(signature.coerce(recs, allow_extra=extra))
+                batches.append(self._coerce_records(recs))
                 kept.append((msg, recs))
             except InvalidInputError as exc:
                 dead.append(self.codec.dead_letter(msg, INVALID_INPUT, str(exc)))
