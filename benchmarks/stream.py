@@ -112,7 +112,7 @@ MODELPORT = textwrap.dedent("""
     if log_dir:  # "log every prediction, all features" to a Delta table, as stream run --log
         from modelport.log import LogConfig, PredictionLog
         from modelport.log.delta import DeltaStore
-        plog = PredictionLog([DeltaStore(log_dir)], LogConfig())
+        plog = PredictionLog([DeltaStore(log_dir)], LogConfig()).start()  # as stream run does
         runner.events.subscribe(plog)
     source = KafkaSource(bootstrap, [src], group, prefetch=int(prefetch))
     loop = StreamLoop(runner, source,

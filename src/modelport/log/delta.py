@@ -81,6 +81,10 @@ class DeltaStore:
         self.name = f"delta:{self.root}"
         self.local = "://" not in self.root
 
+    def prepare(self) -> None:
+        """Import the Delta writer now (about half a second), not at the first flush."""
+        import deltalake  # noqa: F401
+
     # ------------------------------------------------------------------ paths
     def predictions_uri(self, model: str) -> str:
         return f"{self.root}/predictions/{check_model_name(model)}"

@@ -97,6 +97,10 @@ class PredictionLog:
     # ------------------------------------------------------------------ observer
     def start(self) -> PredictionLog:
         """Start the flush thread (``__call__`` starts it too)."""
+        for store in self.stores:  # heavy imports at start, not in the first flush
+            prepare = getattr(store, "prepare", None)
+            if prepare is not None:
+                prepare()
         with self._lock:
             if self._thread is None:
                 self._stopping = False
