@@ -96,7 +96,7 @@ def v2_request_schema(model: Model) -> dict[str, Any]:
     outputs = [s.name for s in model.signature.outputs]
     output_item: dict[str, Any] = {"type": "object", "required": ["name"], "properties": {
         "name": {"enum": outputs} if outputs else {"type": "string"},
-        "parameters": {"type": "object", "properties": {"binary_data": {"const": False}},
+        "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}},
                        "additionalProperties": False}}, "additionalProperties": False}
     alternatives = []
     for rows in V2_ROWS:
@@ -170,7 +170,11 @@ def document(models: dict[str, Model], *, auth: bool = False) -> dict[str, Any]:
             "prediction records: prediction id, prediction, probabilities, model, version")}
         paths[f"/v2/models/{name}/infer"] = {"post": _op(
             tags, "Open Inference Protocol V2 inference", v2_request_schema(model), "v2", auth,
-            "output tensors")}
+            "output tensors (binary tensor data after the JSON header when an output asks for "
+            "binary_data)")}
+        paths[f"/v2/models/{name}/infer"]["post"]["responses"]["200"]["content"] = {
+            **_JSON_ANY, "application/octet-stream": {"schema": {"type": "string",
+                                                                 "format": "binary"}}}
         paths[f"/v1/models/{name}:predict"] = {"post": _op(
             tags, "KServe V1 predict", {"type": "object", "required": ["instances"],
                                         "properties": {"instances": rows},
