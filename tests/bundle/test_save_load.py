@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -44,7 +45,8 @@ def test_pipeline_round_trip_predicts_exactly_like_the_original(
     for rel, digest in manifest["files"].items():
         assert sha256_file(path / rel) == digest
     assert set(manifest["files"]) == {"model.skops", "example.parquet", "reference.json",
-                                      "accelerated.onnx", "accelerated-check.npz"}
+                                      "reference.parquet", "accelerated.onnx",
+                                      "accelerated-check.npz"}
 
 
 def test_reference_profile_describes_training_data(
@@ -58,6 +60,9 @@ def test_reference_profile_describes_training_data(
     assert radius["type"] == "numeric"
     assert radius["min"] == pytest.approx(x["mean radius"].min())
     assert sum(radius["histogram"]["counts"]) == len(x)
+    sample = pq.read_table(path / "reference.parquet")  # the rows drift statistics compare with
+    assert sample.num_rows == len(x) and sample.column_names == list(x.columns)
+    assert sample.column("mean radius").to_pylist() == x["mean radius"].tolist()
     assert radius["quantiles"][5] == pytest.approx(x["mean radius"].median())
 
 
