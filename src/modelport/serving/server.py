@@ -9,10 +9,12 @@ serves with uvicorn (uvloop + httptools).
 How several workers share the HTTP port (``--accept``): ``shared`` (the default) — the supervisor
 listens on one socket and every worker accepts from it, so whichever worker is idle takes the
 next connection; ``reuseport`` — each worker listens on its own ``SO_REUSEPORT`` socket and the
-kernel hashes every new connection to one of them, for the connection's lifetime. Measured with
-keep-alive clients (``benchmarks/realtime.py --loaders``), a shared socket keeps throughput
-independent of how the clients' connections happen to spread; see the README's benchmark
-section for the figures. gRPC always uses ``SO_REUSEPORT`` (grpcio binds its own sockets).
+kernel hashes every new connection to one of them, for the connection's lifetime. Measured on
+16 cores with keep-alive clients (``benchmarks/scaling.sh``: 4 wrk loaders, 1-12 workers): with
+256 connections both scale alike (reuseport 0-8 % ahead, within the run-to-run spread); with 16
+connections over 12 workers the kernel's hash leaves workers idle and the shared socket is 20 %
+ahead (30,717 vs 25,651 req/s), so it is the default. gRPC always uses ``SO_REUSEPORT`` (grpcio
+binds its own sockets).
 
 Shutdown on SIGTERM: readiness turns false at once, requests keep being served for
 ``limits.shutdown_delay_s`` (load balancers notice), then the listener closes, in-flight requests
@@ -181,8 +183,10 @@ def build_app(config: ServeConfig, settings: Settings, *, shared_ports: bool = F
     app.load_models()
     _add_grpc(app, config, reuse_port=shared_ports)
     # everything loaded so far lives as long as the process: keep it out of the collector's
-    # full passes (~0.2 s over a few hundred thousand objects: a latency spike under load)
-    gc.collect()
+    # full passes (~0.2 s over a few hundred thousand objects: a latency spike under load).
+    # The young generations are collected first; a full collection here found no garbage in
+    # the older one and cost 30-180 ms of every cold start
+    gc.collect(1)
     gc.freeze()
     return app
 
