@@ -121,6 +121,10 @@ def test_entrypoint_serves_passes_healthcheck_and_drains(
     (register,) = runs
     argv = [model_dir if a == "/srv/model" else a for a in shlex.split(register)]
     subprocess.run(argv, env=env, check=True, timeout=120, capture_output=True)
+    # versions are immutable: the same step again is refused with one line, not a traceback
+    again = subprocess.run(argv, env=env, timeout=120, capture_output=True, text=True)
+    assert again.returncode != 0 and "Traceback" not in again.stderr
+    assert again.stderr.startswith("error:") and f"already has version {VERSION}" in again.stderr
 
     entrypoint = json.loads(dict(steps)["ENTRYPOINT"])
     port = free_port()
@@ -146,7 +150,9 @@ def test_entrypoint_serves_passes_healthcheck_and_drains(
         rows = setup.rows(300, 50)
         answer = httpx.post(f"{url}/predict/{MODEL}", json=rows, timeout=30).json()
         assert answer["model"] == MODEL
-        assert answer["version"] == 1  # version 1 of the image's own registry (README says so)
+        assert answer["version"] == VERSION  # the source's version, not the image registry's 1
+        assert httpx.get(f"{url}/v2/models/{MODEL}", timeout=30).json()["versions"] == [
+            str(VERSION)]
         same_answers(served.predict(rows)["predictions"], answer["predictions"])
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -1,7 +1,8 @@
 """A separate OS process for the registry's concurrency and crash tests (not a test module).
 
-``register URL ARTIFACTS BUNDLE THREADS GO_FILE``: wait for GO_FILE, register BUNDLE from
-THREADS threads at once, print the version numbers as JSON.
+``register URL ARTIFACTS BUNDLE THREADS GO_FILE [VERSION]``: wait for GO_FILE, register BUNDLE
+from THREADS threads at once (all as exactly VERSION when given), print the version numbers as
+JSON (0 for a registration refused with ConflictError).
 ``crash URL ARTIFACTS BUNDLE``: die (``os._exit``) inside the registration transaction, after
 the artifact upload and the version insert, before the commit.
 """
@@ -17,11 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from modelport.errors import ConflictError
 from modelport.registry import Registry
 from modelport.registry.metadata import MetadataStore
 
 
-def register(url: str, artifacts: str, bundle: str, threads: str, go: str) -> None:
+def register(url: str, artifacts: str, bundle: str, threads: str, go: str,
+             version: str = "") -> None:
+    """With ``version``, every thread registers exactly that number; a refused one gives 0."""
     reg = Registry(url, artifacts, cache_dir=Path(artifacts).parent / f"cache-{os.getpid()}")
     count = int(threads)
     start = threading.Barrier(count)
@@ -31,7 +35,11 @@ def register(url: str, artifacts: str, bundle: str, threads: str, go: str) -> No
 
     def one(_: int) -> int:
         start.wait()
-        return reg.register(bundle, actor=f"worker-{os.getpid()}").version
+        try:
+            return reg.register(bundle, actor=f"worker-{os.getpid()}",
+                                version=int(version) if version else None).version
+        except ConflictError:
+            return 0
 
     with ThreadPoolExecutor(count) as pool:
         versions = list(pool.map(one, range(count)))

@@ -50,6 +50,34 @@ def test_two_processes_registering_at_once_get_consecutive_versions(
     assert reg.load("iris").version == 40
 
 
+def test_concurrent_registrations_of_one_explicit_version_let_exactly_one_win(
+        sql_store: Store, iris_bundle: Path, tmp_path: Path) -> None:
+    """2 processes x 20 threads all register iris:7: one succeeds, 39 get ConflictError and
+    their uploads are removed."""
+    go = tmp_path / "go"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), "register", sql_store.url, sql_store.artifacts,
+             str(iris_bundle), str(THREADS), str(go), "7"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(PROCESSES)
+    ]
+    time.sleep(0.5)
+    go.touch()
+    everything = []
+    for proc in workers:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        everything += json.loads(out)
+    assert sorted(everything) == [0] * (PROCESSES * THREADS - 1) + [7]
+    reg = sql_store.registry()
+    (only,) = reg.list_versions("iris")
+    assert only.version == 7
+    assert len(sql_store.prefixes("iris")) == 1
+    assert [e.version for e in reg.audit("iris", limit=1000)] == [7]
+    assert reg.register(iris_bundle).version == 8
+
+
 def test_crash_between_upload_and_commit_leaves_no_visible_version(
         sql_store: Store, iris_bundle: Path) -> None:
     proc = subprocess.run(

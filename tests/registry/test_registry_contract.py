@@ -73,6 +73,28 @@ def test_versions_are_immutable(store: Store, iris_bundle: Path) -> None:
                                 "accelerated-check.npz", MANIFEST_NAME}
 
 
+def test_register_at_an_explicit_version(store: Store, iris_bundle: Path) -> None:
+    """A bundle can keep the number it has elsewhere; a number already taken is refused, and
+    the refused upload is removed."""
+    reg = store.registry()
+    mv = reg.register(iris_bundle, version=5)
+    assert mv.ref == "iris:5" and reg.load("iris:5").version == 5
+    assert reg.resolve("iris").version == 5
+    with pytest.raises(ConflictError, match=r"already has version 5.*immutable.*next number \(6\)"):
+        reg.register(iris_bundle, version=5)
+    assert reg.resolve("iris:5").artifact_uri == mv.artifact_uri  # untouched
+    assert len(store.prefixes("iris")) == 1  # the refused registration left no upload
+    assert reg.register(iris_bundle).version == 6  # numbering continues above the highest
+    assert reg.register(iris_bundle, version=2).version == 2  # a free number below is fine
+    assert reg.register(iris_bundle).version == 7
+    assert [v.version for v in reg.list_versions("iris")] == [2, 5, 6, 7]
+    assert [e.version for e in reg.audit("iris") if e.action == "register"] == [7, 2, 6, 5]
+    for bad in (0, -1, 2**31, True):
+        with pytest.raises(InvalidReferenceError, match="positive integer"):
+            reg.register(iris_bundle, version=bad)
+    assert len(reg.list_versions("iris")) == 4
+
+
 def test_aliases_set_move_delete(store: Store, iris_bundle: Path) -> None:
     reg = store.registry()
     for _ in range(3):

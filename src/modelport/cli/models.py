@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--sign-key", metavar="PEM",
                    help="sign the version with this Ed25519 private key (servers started with "
                         "--verify-key check it before loading)")
+    p.add_argument("--version", type=_version, metavar="N",
+                   help="register as exactly version N (e.g. the version it has in another "
+                        "registry); refused when the model already has version N")
     p.set_defaults(func=_register)
 
     p = msub.add_parser("list", help="list models, or the versions of one model")
@@ -125,7 +128,8 @@ def _register(args: argparse.Namespace) -> int:
              f"{same.name} version {same.version} is identical to {path}; nothing registered")
         return 0
     version = registry.register(path, name=args.name, tags=tags or None,
-                                nullable=nullable or None, sign_with=args.sign_key)
+                                nullable=nullable or None, sign_with=args.sign_key,
+                                version=args.version)
     text = f"registered {version.name} version {version.version}"
     if same is not None:
         text += (f" (identical to version {same.version}; --if-changed registers nothing "

@@ -105,7 +105,7 @@ def _build(args: argparse.Namespace, source: Any, folder: Path
                 {"what": "handler.handler (zip: sh build_zip.sh; image: Dockerfile)"})
     from modelport.export.plan import ServerPlan
 
-    plan = ServerPlan(model=source.name, ref=f"{source.name}:1", http_port=args.port,
+    plan = ServerPlan(model=source.name, version=source.version or 1, http_port=args.port,
                       grpc_port=args.grpc_port, workers=args.workers,
                       shutdown_delay_s=args.shutdown_delay, graceful_timeout_s=args.drain_timeout)
     plan.check()

@@ -20,6 +20,7 @@ The server drains on SIGTERM (readiness off for ``shutdown_delay_s``, in-flight 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -120,8 +121,9 @@ COPY --chown={UID}:{UID} model/ {MODEL_DIR}/
 COPY serve.yaml {CONFIG_FILE}
 
 USER {UID}:{UID}
-# the bundle becomes {plan.ref} of the image's own registry; every file's SHA-256 is checked
-RUN modelport models register {MODEL_DIR} --name {prov.model}
+# the bundle becomes {plan.ref} of the image's own registry (the source's version number, so
+# the server answers "version": {plan.version}); every file's SHA-256 is checked
+RUN {shlex.join(plan.register_command(MODEL_DIR))}
 
 # HTTP (REST, /metrics) and gRPC
 EXPOSE {plan.http_port} {plan.grpc_port}
@@ -153,7 +155,7 @@ docker stop --time {stop} CONTAINER   # longer than the drain ({plan.drain_s:g} 
 ```
 
 Inside, the model is `{plan.ref}` of the image's own registry (built from model
-`{prov.ref}`); ports: HTTP {plan.http_port} (REST, `/metrics`), gRPC {plan.grpc_port};
-the server runs as uid {UID}, reads `{CONFIG_FILE}` (mount your own to change it), and
-stops gracefully on SIGTERM.
+`{prov.ref}`, keeping its version number); ports: HTTP {plan.http_port} (REST, `/metrics`),
+gRPC {plan.grpc_port}; the server runs as uid {UID}, reads `{CONFIG_FILE}` (mount your own
+to change it), and stops gracefully on SIGTERM.
 """

@@ -35,8 +35,9 @@ class ServerPlan:
     """What ``modelport serve`` inside the package is told."""
 
     model: str
-    #: the reference served inside the image (its embedded registry numbers from 1)
-    ref: str
+    #: the version the image's own registry holds the model as: the source version (an
+    #: unregistered bundle is version 1), so the server answers the number users know
+    version: int
     http_port: int = 8000
     grpc_port: int = 8001
     workers: int = 1
@@ -44,6 +45,16 @@ class ServerPlan:
     shutdown_delay_s: float = 5.0
     #: seconds in-flight requests may take to finish after that
     graceful_timeout_s: float = 30.0
+
+    @property
+    def ref(self) -> str:
+        """The reference served inside the image (``churn:3``)."""
+        return f"{self.model}:{self.version}"
+
+    def register_command(self, bundle_dir: str) -> list[str]:
+        """The image's registration step: the bundle becomes :attr:`ref`, every file checked."""
+        return ["modelport", "models", "register", bundle_dir, "--name", self.model,
+                "--version", str(self.version)]
 
     def check(self) -> None:
         for what, port in (("--port", self.http_port), ("--grpc-port", self.grpc_port)):

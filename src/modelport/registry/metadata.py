@@ -255,8 +255,14 @@ class MetadataStore:
         tags: dict[str, str],
         description: str,
         actor: Actor,
+        version: int | None = None,
     ) -> ModelVersion:
-        """Allocate the next version number and record the version, in one transaction."""
+        """Allocate the next version number and record the version, in one transaction.
+
+        ``version``: record exactly this number instead; refused (:class:`ConflictError`) when
+        the model already has it — versions are immutable. The number is checked under the
+        same lock as allocation, so of concurrent registrations of one number exactly one wins.
+        """
         for attempt in range(_INSERT_ATTEMPTS):
             try:
                 with self._writing() as conn:
@@ -271,6 +277,9 @@ class MetadataStore:
                     top = conn.execute(sa.select(sa.func.max(t.versions.c.version))
                                        .where(t.versions.c.name == name)).scalar()
                     number = int(top or 0) + 1
+                    if version is not None:
+                        self._check_free(conn, name, version, number)
+                        number = version
                     conn.execute(sa.insert(t.versions).values(
                         name=name, version=number, artifact_uri=artifact_uri, flavor=flavor,
                         manifest=manifest, files=files, created_at=now, created_by=actor.user,
@@ -392,6 +401,16 @@ class MetadataStore:
             raise NotFoundError(f"no model named {name!r} in the registry; register it first "
                                 "('modelport models list' shows the names there are)")
         return row
+
+    @staticmethod
+    def _check_free(conn: Connection, name: str, version: int, following: int) -> None:
+        taken = conn.execute(sa.select(t.versions.c.version).where(
+            t.versions.c.name == name, t.versions.c.version == version)).first()
+        if taken is not None:
+            raise ConflictError(
+                f"model {name!r} already has version {version}; versions are immutable: "
+                f"register without --version to get the next number ({following}), or under "
+                "another name with --name ('modelport models register DIR --name NAME')")
 
     @staticmethod
     def _version_row(conn: Connection, name: str, version: int) -> sa.Row[Any]:

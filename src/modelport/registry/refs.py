@@ -73,6 +73,15 @@ def check_tag(key: str, value: str | None = None) -> str:
 MAX_VERSION = 2**31 - 1
 
 
+def check_version_number(version: object) -> int:
+    """``version`` when it is a whole number from 1 to :data:`MAX_VERSION`."""
+    if (not isinstance(version, int) or isinstance(version, bool)
+            or not 1 <= version <= MAX_VERSION):
+        raise InvalidReferenceError(
+            f"version must be a positive integer up to {MAX_VERSION}, not {version!r}")
+    return version
+
+
 def parse_ref(text: str | Ref) -> Ref:
     """Parse ``name``, ``name:<version>`` or ``name@<alias>``; a bare name means ``@latest``."""
     if isinstance(text, Ref):
@@ -95,4 +104,5 @@ def parse_ref(text: str | Ref) -> Ref:
     return Ref(check_name(text), alias=LATEST)
 
 
-__all__ = ["LATEST", "MAX_VERSION", "Ref", "check_alias", "check_name", "check_tag", "parse_ref"]
+__all__ = ["LATEST", "MAX_VERSION", "Ref", "check_alias", "check_name", "check_tag",
+           "check_version_number", "parse_ref"]

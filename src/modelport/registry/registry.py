@@ -38,6 +38,7 @@ from modelport.registry.refs import (
     check_alias,
     check_name,
     check_tag,
+    check_version_number,
     parse_ref,
 )
 from modelport.settings import Settings
@@ -133,6 +134,7 @@ class Registry:
         nullable: Sequence[str] | None = None,
         if_changed: bool = False,
         sign_with: str | os.PathLike[str] | None = None,
+        version: int | None = None,
     ) -> ModelVersion:
         """Publish a bundle directory as the next version of ``name`` (default: its manifest's).
 
@@ -142,8 +144,13 @@ class Registry:
         is not changed). With ``if_changed``, a bundle identical to an existing version of the
         model (every file, manifest included) is not registered again: that version is
         returned (see :meth:`identical_version`). ``sign_with``: an Ed25519 private key (PEM)
-        signing the version's files (:mod:`modelport.registry.signing`).
+        signing the version's files (:mod:`modelport.registry.signing`). ``version``: publish
+        as exactly this number (e.g. to mirror a version from another registry, as container
+        images do), refused with :class:`~modelport.errors.ConflictError` when the model
+        already has it; later registrations without it continue above the highest number.
         """
+        if version is not None:
+            check_version_number(version)
         bundle = self._prepare(bundle_dir, name, tags, nullable)
         if sign_with is not None:
             from modelport.registry.signing import SIGNATURE_TAG, sign
@@ -159,7 +166,7 @@ class Registry:
             return self._meta.add_version(
                 bundle.name, artifact_uri=uri, flavor=bundle.manifest.flavor,
                 manifest=bundle.manifest.to_dict(), files=bundle.files, tags=bundle.tags,
-                description=description, actor=self._who(actor))
+                description=description, actor=self._who(actor), version=version)
         except BaseException:
             self._store.delete(uri)
             raise
