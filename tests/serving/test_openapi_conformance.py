@@ -35,7 +35,7 @@ def test_schemathesis_finds_nothing(home: Home, start_server: StartServer, tmp_p
         [str(st), "run", server.url + "/openapi.json", "-H", f"Authorization: Bearer {token}",
          "--max-examples", "10", "--seed", "14", "--exclude-checks",
          "negative_data_rejection", "--max-time", "60", "--no-color"],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)  # its reports stay there
     assert out.returncode == 0, out.stdout[-6000:]
     assert "passed" in out.stdout
     assert "Traceback" not in server.output()
