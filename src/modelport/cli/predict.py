@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--trusted", action="store_true",
                    help="allow pickle-based artifacts (only for models you trust)")
     p.add_argument("--accelerate", default="auto", choices=["auto", "onnx", "off"],
-                   help="predict with the bundle's stored ONNX form when it matches the native "
-                        "model (auto, the default, as batch run; the framework is then not "
-                        "even imported), require it (onnx), or use the native model (off)")
+                   help="predict with the bundle's stored ONNX form when it has one that "
+                        "matches the native model (auto, the default; the framework is then "
+                        "not even imported), require ONNX (onnx), or use the native model (off)")
     p.add_argument("--max-reject-rate", type=float, metavar="FRACTION",
                    help="fail when more rows than this are rejected (default: fail only when "
                         "every row is rejected); rejected rows are listed on stderr")
@@ -103,6 +103,7 @@ def _predict(args: argparse.Namespace) -> int:
     missing = [c for c in args.keep if c not in table.column_names]
     if missing:
         raise InvalidInputError(f"--keep column {missing[0]!r} is not in {source.name}")
+    from modelport.bundle.accelerated import has_stored
     from modelport.bundle.model import load_bundle
     from modelport.core.runner import Runner, RunnerOptions
 
@@ -111,7 +112,10 @@ def _predict(args: argparse.Namespace) -> int:
         model = load_bundle(args.ref, trusted=args.trusted, lazy=lazy)
     else:
         model = read_registry(args).load(args.ref, trusted=args.trusted, lazy=lazy)
-    runner = Runner(model, RunnerOptions(accelerate=args.accelerate)).load()
+    accelerate = args.accelerate
+    if accelerate == "auto" and not has_stored(model.manifest):
+        accelerate = "off"  # converting now would cost more than predicting natively
+    runner = Runner(model, RunnerOptions(accelerate=accelerate)).load()
     scored, request_id = score_table(model, table, keep=args.keep, extra=args.extra_columns,
                                      text=source.suffix.lower() == ".csv",
                                      predict=runner.predict)
