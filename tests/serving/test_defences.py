@@ -15,7 +15,9 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import Home, Server, launch
+import tritonclient.grpc as triton_grpc
+from conftest import Home, Server, free_port, launch
+from tritonclient.utils import InferenceServerException
 
 from modelport.bundle.profile import profile_columns
 from modelport.core.batch import Batch, Result
@@ -74,7 +76,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "round_probabilities": 2, "out_of_distribution": "flag", "sweep_detection": True,
         "sweep_window": 40, "per_model": {"strict": {"labels_only": True,
                                                      "out_of_distribution": "refuse"}}}}))
-    server = launch(home, tmp, "clf", "strict", "--config", str(config))
+    grpc_port = free_port()
+    server = launch(home, tmp, "clf", "strict", "--config", str(config), "--grpc-port",
+                    str(grpc_port))
+    server.grpc_target = f"127.0.0.1:{grpc_port}"  # type: ignore[attr-defined]
     yield server
     server.stop()
 
@@ -109,3 +114,28 @@ def test_a_sweep_raises_the_metric_and_an_alert(served: Server) -> None:
                 if li.startswith("modelport_sweep_suspected_total{"))
     assert 'caller="client:127.0.0.1"' in line and float(line.rsplit(" ", 1)[1]) >= 1
     assert "ALERT possible model extraction" in served.output()
+
+
+def _grpc_inputs(f0: float, f1: float) -> list[triton_grpc.InferInput]:
+    out = []
+    for name, value in (("f0", f0), ("f1", f1)):
+        tensor = triton_grpc.InferInput(name, [1], "FP64")
+        tensor.set_data_from_numpy(np.array([value]))
+        out.append(tensor)
+    return out
+
+
+def test_the_same_defences_apply_over_grpc(served: Server) -> None:
+    client = triton_grpc.InferenceServerClient(served.grpc_target)  # type: ignore[attr-defined]
+    result = client.infer("clf", _grpc_inputs(0.3, 0.11))
+    names = [o.name for o in result.get_response().outputs]
+    probabilities = result.as_numpy(next(n for n in names if "prob" in n))
+    assert np.array_equal(probabilities, np.round(probabilities, 2))
+    strict = client.infer("strict", _grpc_inputs(0.3, 0.11))
+    assert not [o.name for o in strict.get_response().outputs if "prob" in o.name]
+    far = client.infer("clf", _grpc_inputs(250.0, 0.1))
+    assert far.get_response().parameters["out_of_distribution"].string_param == "f0"
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer("strict", _grpc_inputs(0.1, -250.0))
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    client.close()

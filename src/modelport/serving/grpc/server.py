@@ -101,6 +101,8 @@ async def start_grpc_server(
     access: AccessControl | None = None,
     tls: TlsConfig | None = None,
     max_rows: int | None = None,
+    defences: Any = None,
+    extra_columns: ExtraColumns = DEFAULT_EXTRA,
     extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
     endpoints: Any = None,
 ) -> GrpcServerHandle:
@@ -114,13 +116,15 @@ async def start_grpc_server(
     ``statistics`` answers ``ModelStatistics`` and ``load_errors`` (reference -> reason) gives
     ``RepositoryIndex`` the reason a model is unavailable. ``access`` checks every call's token
     and scope (serving/access.py); ``tls`` serves over TLS (mutual TLS with ``client_ca``).
+    ``extra_columns`` is the ``--extra-columns`` policy for input tensors the model does not take.
     """
     if max_message_bytes <= 0:
         raise ConfigurationError(f"max_message_bytes must be positive, got {max_message_bytes}")
     servicer = InferenceServicer(service, models=models, request_timeout=request_timeout,
                                  ready=ready, on_request=on_request, statistics=statistics,
                                  load_errors=load_errors, max_rows=max_rows,
-                                 endpoints=endpoints)
+                                 endpoints=endpoints, defences=defences,
+                                 extra_columns=extra_columns)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),

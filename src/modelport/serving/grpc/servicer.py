@@ -30,6 +30,7 @@ import grpc
 from google.protobuf import json_format
 
 import modelport
+from modelport.bundle.signature import DEFAULT_EXTRA, ExtraColumns
 from modelport.core.concurrency import run_sync
 from modelport.core.runner import Runner
 from modelport.core.service import InferenceService
@@ -40,8 +41,10 @@ from modelport.serving.grpc.layout import (
     batch_from_tensors,
     model_parameters,
     model_tensors,
+    passthrough_outputs,
     result_tensors,
     select_outputs,
+    split_tensors,
 )
 from modelport.serving.grpc.status import grpc_error
 from modelport.serving.grpc.tensors import decode_inputs, encode_output
@@ -94,8 +97,14 @@ class InferenceServicer:
         load_errors: Mapping[str, str] | None = None,
         max_rows: int | None = None,
         endpoints: Any = None,
+        defences: Any = None,
+        extra_columns: ExtraColumns = DEFAULT_EXTRA,
     ) -> None:
         self.service = service
+        #: what happens to input tensors the model does not take (``--extra-columns``)
+        self.extra_columns = extra_columns
+        #: model-attack defences shared with the REST side (serving/defences.py), or None
+        self.defences = defences
         #: rows per request, as ``limits.max_rows`` on the REST side
         self.max_rows = max_rows
         #: endpoints with traffic policies (serving/endpoints.py HttpEndpoints), if served
@@ -286,11 +295,15 @@ class InferenceServicer:
         timing.model, timing.version = runner.name, str(runner.version)
         model = runner.model
         timing.decoding = time.perf_counter()
-        batch = batch_from_tensors(model.signature, decode_inputs(request))
+        taken, extras = split_tensors(model.signature, decode_inputs(request), self.extra_columns)
+        batch = batch_from_tensors(model.signature, taken)
         if self.max_rows is not None and batch.n_rows > self.max_rows:
             raise InvalidInputError(
                 f"{batch.n_rows} rows in one request; the limit is {self.max_rows}. Split the "
                 "rows over several requests")
+        flagged: list[str] = []
+        if self.defences is not None:
+            flagged = self.defences.inspect(request.model_name, model, batch, _caller(context))
         timing.submitted = time.perf_counter()
         pid = _new_id()  # the prediction id P (rows P-0 …), see modelport.log.schema
         try:
@@ -303,8 +316,12 @@ class InferenceServicer:
                 self.endpoints.answered(routed, time.perf_counter() - timing.start, ok=False)
             raise
         timing.answered = time.perf_counter()
-        outputs = select_outputs(result_tensors(model, result),
-                                 [o.name for o in request.outputs])
+        if self.defences is not None:
+            result = self.defences.shape(request.model_name, result)
+        answered = result_tensors(model, result)
+        if extras and self.extra_columns == "passthrough":
+            answered = passthrough_outputs(answered, extras)
+        outputs = select_outputs(answered, [o.name for o in request.outputs])
         raw = _wants_raw(request)
         response = pb.ModelInferResponse(
             model_name=request.model_name,
@@ -314,6 +331,8 @@ class InferenceServicer:
         # the prediction id: a response parameter (stream answers too); ModelInfer also sends
         # it as the trailing metadata x-prediction-id
         response.parameters["prediction_id"].string_param = pid
+        if flagged:  # the columns far outside the training data (serving/defences.py)
+            response.parameters["out_of_distribution"].string_param = ",".join(flagged)
         if routed is not None:  # the variant that answered: parameters and trailing metadata
             response.parameters["endpoint"].string_param = routed.endpoint
             response.parameters["variant"].string_param = routed.variant
@@ -404,6 +423,17 @@ def _wants_raw(request: pb.ModelInferRequest) -> bool:
 
 def _new_id() -> str:
     return uuid.uuid4().hex
+
+
+def _caller(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """Who calls, for the sweep watch: the key's name, else the peer address."""
+    from modelport.serving.access import actor_of, current_principal
+
+    principal = current_principal()
+    if principal is not None:
+        return actor_of(principal)
+    kind, _, rest = str(context.peer()).partition(":")
+    return "client:" + (rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else kind)
 
 
 __all__ = ["SERVICE_NAME", "InferenceServicer", "served_names"]
