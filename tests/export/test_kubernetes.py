@@ -21,12 +21,36 @@ from modelport.serving.config import ServeConfig
 
 K8S_VERSION = "1.37.0"
 SCHEMAS = Path(__file__).resolve().parent / "crd_schemas"
+#: the projects' published CRD schemas (YAML, see crd_schemas/README.md), and a subset for KServe
 CRDS = {
-    "keda.sh/v1alpha1/ScaledObject": "keda.sh_scaledobject_v1alpha1.json",
-    "monitoring.coreos.com/v1/ServiceMonitor": "monitoring.coreos.com_servicemonitor_v1.json",
-    "serving.knative.dev/v1/Service": "serving.knative.dev_service_v1.json",
+    "keda.sh/v1alpha1/ScaledObject": "keda.sh_scaledobjects_v1alpha1.yaml",
+    "monitoring.coreos.com/v1/ServiceMonitor": "monitoring.coreos.com_servicemonitors_v1.yaml",
+    "serving.knative.dev/v1/Service": "serving.knative.dev_services_v1.yaml",
     "serving.kserve.io/v1beta1/InferenceService": "serving.kserve.io_inferenceservice_v1beta1.json",
 }
+
+
+def _strict(schema: Any) -> Any:
+    """The schema as the API server applies it with strict field validation (kubectl's default):
+    an object schema listing ``properties`` refuses fields it does not list, unless it says
+    ``x-kubernetes-preserve-unknown-fields`` or has ``additionalProperties`` of its own."""
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _strict(value) for key, value in schema.items()}
+    if ("properties" in out and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+def _crd_schema(kind: str) -> dict[str, Any]:
+    path = SCHEMAS / CRDS[kind]
+    loaded = yaml.safe_load(path.read_text()) if path.suffix == ".yaml" else \
+        json.loads(path.read_text())
+    schema: dict[str, Any] = _strict(loaded)
+    return schema
 
 
 def _package(setup: Setup, tmp: Path, target: str, *extra: str) -> dict[str, dict[str, Any]]:
@@ -47,8 +71,7 @@ def _package(setup: Setup, tmp: Path, target: str, *extra: str) -> dict[str, dic
 def _validate(doc: dict[str, Any]) -> None:
     kind = f"{doc['apiVersion']}/{doc['kind']}"
     if kind in CRDS:
-        schema = json.loads((SCHEMAS / CRDS[kind]).read_text())
-        jsonschema.validate(doc, schema)
+        jsonschema.validate(doc, _crd_schema(kind))
         for container in _containers(doc):
             _validate_container(container)
     else:
@@ -130,7 +153,8 @@ def test_kubernetes_manifests_validate_and_agree(setup: Setup, tmp_path: Path,
     assert trigger["type"] == "kafka"
     assert command[command.index("--group") + 1] == trigger["metadata"]["consumerGroup"]
     assert command[command.index("--source") + 1] == "kafka://kafka.ml:9092/churn-in"
-    assert command[:4] == ["modelport", "stream", "run", f"{MODEL}:1"]  # the image's registry
+    # the image's registry holds the model under its source version
+    assert command[:4] == ["modelport", "stream", "run", f"{MODEL}:{VERSION}"]
     assert trigger["metadata"]["topic"] == "churn-in"
     assert trigger["metadata"]["bootstrapServers"] == "kafka.ml:9092"
     cron = docs["batch-cronjob.yaml"]["spec"]
@@ -176,10 +200,32 @@ def test_a_broken_manifest_is_caught(setup: Setup, tmp_path: Path) -> None:
     deployment["spec"]["replica"] = 2
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
-    scaled = docs["stream-scaledobject.yaml"]
-    scaled["spec"]["minReplicaCount"] = -1
-    with pytest.raises(jsonschema.ValidationError):
-        _validate(scaled)
+    for change in ({"minReplicaCount": "one"}, {"minReplicaCounts": 1}):  # type, misspelling
+        scaled = docs["stream-scaledobject.yaml"]
+        with pytest.raises(jsonschema.ValidationError):
+            _validate({**scaled, "spec": {**scaled["spec"], **change}})
+    monitor = docs["servicemonitor.yaml"]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    for bad in ({**endpoint, "scheme": "tcp"}, {**endpoint, "interval": "15 seconds"},
+                {**endpoint, "paths": "/metrics"}):
+        with pytest.raises(jsonschema.ValidationError):
+            _validate({**monitor, "spec": {**monitor["spec"], "endpoints": [bad]}})
+    with pytest.raises(jsonschema.ValidationError):  # the selector is required
+        _validate({**monitor, "spec": {"endpoints": [endpoint]}})
+
+
+def test_a_broken_knative_service_is_caught(setup: Setup, tmp_path: Path) -> None:
+    service = _package(setup, tmp_path, "knative")["service.yaml"]
+    _validate(service)
+    template = service["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    for spec in ({**template["spec"], "containerConcurency": 0},    # misspelt
+                 {**template["spec"], "timeoutSeconds": "300"},      # a string, not an integer
+                 {"containerConcurrency": 0},                         # containers are required
+                 {**template["spec"], "containers": [{**container, "lifecycle": {}}]}):
+        broken = {**service, "spec": {"template": {**template, "spec": spec}}}
+        with pytest.raises(jsonschema.ValidationError):  # Knative allows no lifecycle hooks
+            jsonschema.validate(broken, _crd_schema("serving.knative.dev/v1/Service"))
 
 
 @pytest.mark.parametrize(("flag", "value", "rule"), [
