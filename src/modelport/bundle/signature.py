@@ -233,6 +233,15 @@ class Signature:
         expected = set(self.input_names)
         return [n for n in names if n not in expected]
 
+    def extra_inputs(self, names: Sequence[str], extra: ExtraColumns | None = None) -> list[str]:
+        """The names in ``names`` that are not inputs, checked against the ``extra`` policy.
+
+        Under ``"refuse"`` the first one raises the :class:`~modelport.errors.InvalidInputError`
+        every surface gives (:meth:`coerce`'s message); otherwise they are returned in order.
+        """
+        self._check_extra(names, extra_allowed(extra))
+        return self.extra_names(names)
+
     def _coerce(self, data: Any, keys: Array | None, allow_extra: bool) -> Batch:
         if isinstance(data, Batch):
             return self._check_batch(data)

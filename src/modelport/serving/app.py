@@ -420,12 +420,15 @@ class ServingApp:
             body = await read_body(scope, receive, self._max_body)
             t_body = time.perf_counter()
             simple: records.Decoded | None = None
+            v1_request: v1.V1Request | None = None
             if protocol == "v2":
                 raw_length = header(scope, b"inference-header-content-length")
-                request = v2.decode(body, v2.header_length(raw_length), model)
+                request = v2.decode(body, v2.header_length(raw_length), model,
+                                    self.config.extra_columns)
                 batch = request.batch
             elif protocol == "v1":
-                batch = v1.decode(body, model)
+                v1_request = v1.decode_request(body, model, self.config.extra_columns)
+                batch = v1_request.batch
             elif protocol == "mlflow":
                 ctype = (header(scope, b"content-type") or b"application/json").decode("latin-1")
                 batch = mlflow.decode(body, ctype.lower(), model)
@@ -459,7 +462,7 @@ class ServingApp:
                 assert simple is not None
                 payload, headers = records.encode(result, model, name, simple, pid), _JSON
             else:
-                payload, headers = (v1.encode(result) if protocol == "v1"
+                payload, headers = (v1.encode(result, v1_request) if protocol == "v1"
                                     else mlflow.encode(result)), _JSON
             headers = [*headers, (b"x-prediction-id", pid.encode())]
             if flagged:

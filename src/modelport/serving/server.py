@@ -212,7 +212,8 @@ def _add_grpc(app: ServingApp, config: ServeConfig, *, reuse_port: bool = False)
             reuse_port=reuse_port, on_request=app.metrics.observe_request,
             statistics=app.metrics.statistics, load_errors=app.load_errors,
             access=app.access, tls=config.tls, max_rows=config.limits.max_rows,
-            extra_handlers=app.grpc_handlers, endpoints=app.endpoints, defences=app.defences)
+            extra_handlers=app.grpc_handlers, endpoints=app.endpoints, defences=app.defences,
+            extra_columns=config.extra_columns)
         log.info("gRPC listening on %s:%s", config.host, handle.port)
 
     async def stop() -> None:

@@ -25,9 +25,10 @@ import numpy as np
 import orjson
 
 from modelport.bundle.model import Model
-from modelport.bundle.signature import ColumnSpec, Signature
+from modelport.bundle.signature import DEFAULT_EXTRA, ColumnSpec, ExtraColumns, Signature
 from modelport.core.batch import Array, Batch, Result
 from modelport.errors import InvalidInputError
+from modelport.serving.extra_tensors import check_passthrough, extra_tensors
 
 #: V2 datatype ⇄ NumPy dtype
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -57,6 +58,8 @@ class V2Request:
     #: requested output names (None: all) and whether each comes back binary
     outputs: dict[str, bool] | None
     binary_default: bool
+    #: extra input tensors answered as outputs (``--extra-columns passthrough``)
+    passthrough: dict[str, Array] | None = None
 
 
 def header_length(raw: bytes | None) -> int | None:
@@ -70,7 +73,8 @@ def header_length(raw: bytes | None) -> int | None:
     return int(raw)
 
 
-def decode(body: bytes, header_length: int | None, model: Model) -> V2Request:
+def decode(body: bytes, header_length: int | None, model: Model,
+           extra: ExtraColumns = DEFAULT_EXTRA) -> V2Request:
     if header_length is not None:
         if header_length < 0 or header_length > len(body):
             raise InvalidInputError(
@@ -89,6 +93,7 @@ def decode(body: bytes, header_length: int | None, model: Model) -> V2Request:
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInputError("an inference request needs a non-empty 'inputs' list")
     matrix = None if len(binary) else _named_float_columns(inputs, model.signature)
+    passthrough: dict[str, Array] | None = None
     if matrix is not None:
         batch = model.signature.from_matrix(matrix)
     else:
@@ -105,6 +110,12 @@ def decode(body: bytes, header_length: int | None, model: Model) -> V2Request:
             raise InvalidInputError(
                 f"the binary part has {len(binary)} bytes but the inputs declare {offset}"
             )
+        extras = extra_tensors(model.signature, list(tensors.items()), extra)
+        if extras:  # --extra-columns: refused above, dropped, or answered as outputs
+            dropped = {n: tensors.pop(n) for n in extras}
+            if extra == "passthrough":
+                passthrough = {n: _strings(a, None) if a.dtype == object else a
+                               for n, a in dropped.items()}
         batch = _to_batch(tensors, model.signature)
     params = payload.get("parameters") or {}
     binary_default = _flag(params.get("binary_data_output", False), "binary_data_output") \
@@ -123,7 +134,8 @@ def decode(body: bytes, header_length: int | None, model: Model) -> V2Request:
                     f"output {item['name']!r}: 'parameters' must be an object", field="outputs")
             outputs[item["name"]] = _flag(p.get("binary_data", binary_default), "binary_data")
     rid = payload.get("id")
-    return V2Request(batch, str(rid) if rid is not None else None, outputs, binary_default)
+    return V2Request(batch, str(rid) if rid is not None else None, outputs, binary_default,
+                     passthrough)
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -322,6 +334,9 @@ def _as_declared(array: Array, dtype: str | None) -> Array:
 def encode(request: V2Request, result: Result, model: Model, model_name: str,
            request_id: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     tensors = output_tensors(result, model)
+    if request.passthrough:
+        check_passthrough([n for n, _ in tensors], request.passthrough)
+        tensors.extend(request.passthrough.items())
     if request.outputs is not None:
         available = dict(tensors)
         missing = [n for n in request.outputs if n not in available]

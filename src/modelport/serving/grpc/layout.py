@@ -8,8 +8,9 @@ Inputs:
 * a **columns** signature takes either one tensor per column, named like the column, each ``[n]``
   or ``[n, 1]``, or one ``[n, k]`` tensor holding the ``k`` columns in signature order.
 
-Values are then coerced by the signature itself, so wrong dtypes, missing or extra columns are
-refused with the same messages as every other entry point.
+Values are then coerced by the signature itself, so wrong dtypes or missing columns are refused
+with the same messages as every other entry point. Tensors the model does not take follow the
+server's ``--extra-columns`` policy (:func:`split_tensors`, :mod:`modelport.serving.extra_tensors`).
 
 Outputs and metadata are named exactly as the REST V2 route names them
 (:mod:`modelport.serving.v2`): classifiers answer ``label`` ``[n]`` and ``probabilities``
@@ -28,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from modelport.bundle.model import Model
-from modelport.bundle.signature import ColumnSpec, Signature
+from modelport.bundle.signature import DEFAULT_EXTRA, ColumnSpec, ExtraColumns, Signature
 from modelport.core.batch import Array, Batch, Result
 from modelport.errors import InvalidInputError
+from modelport.serving.extra_tensors import check_passthrough, extra_tensors
 from modelport.serving.grpc.tensors import WireTensor
 from modelport.serving.v2 import datatype_of, output_tensors, tensor_metadata
 
@@ -54,6 +56,19 @@ class OutputTensor:
 
 
 # ------------------------------------------------------------------ inputs
+def split_tensors(signature: Signature, tensors: Sequence[WireTensor],
+                  extra: ExtraColumns = DEFAULT_EXTRA
+                  ) -> tuple[list[WireTensor], list[WireTensor]]:
+    """The tensors the model takes and the extra ones, under the ``extra`` policy (``refuse``
+    raises naming the first extra tensor)."""
+    extras = extra_tensors(signature, [(t.name, t.array) for t in tensors], extra)
+    if not extras:
+        return list(tensors), []
+    names = set(extras)
+    return ([t for t in tensors if t.name not in names],
+            [t for t in tensors if t.name in names])
+
+
 def batch_from_tensors(signature: Signature, tensors: Sequence[WireTensor]) -> Batch:
     """The request's tensors as a ``Batch`` the model accepts, or an error naming the tensor."""
     if not tensors:
@@ -166,6 +181,14 @@ def result_tensors(model: Model, result: Result) -> list[OutputTensor]:
     return outputs
 
 
+def passthrough_outputs(outputs: list[OutputTensor], extras: Sequence[WireTensor]
+                        ) -> list[OutputTensor]:
+    """``outputs`` followed by the extra input tensors, unchanged (``--extra-columns
+    passthrough``); an extra tensor named like an output is refused."""
+    check_passthrough([o.name for o in outputs], {t.name: t.array for t in extras})
+    return [*outputs, *(OutputTensor(t.name, t.array) for t in extras)]
+
+
 def select_outputs(outputs: list[OutputTensor], requested: Sequence[str]) -> list[OutputTensor]:
     """Only the requested outputs, in the requested order (all when none are requested)."""
     if not requested:
@@ -214,6 +237,8 @@ __all__ = [
     "batch_from_tensors",
     "model_parameters",
     "model_tensors",
+    "passthrough_outputs",
     "result_tensors",
     "select_outputs",
+    "split_tensors",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from modelport.bundle.signature import DEFAULT_EXTRA, ExtraColumns
 from modelport.core.service import InferenceService
 from modelport.errors import ConfigurationError
 from modelport.serving.access import AccessControl
