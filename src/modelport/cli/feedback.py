@@ -89,7 +89,7 @@ def _signature_of(args: argparse.Namespace) -> Any:
     def signature_of(model: str) -> Any:
         if model not in cache:
             try:
-                manifest = registry.resolve(model).manifest
+                manifest = registry.resolve(_endpoint_primary(registry, model) or model).manifest
             except NotFoundError:
                 raise InvalidInputError(
                     f"model {model!r} is not in the registry; check --model / the model "
@@ -98,6 +98,26 @@ def _signature_of(args: argparse.Namespace) -> Any:
         return cache[model]
 
     return signature_of
+
+
+def _endpoint_primary(registry: Any, name: str) -> str | None:
+    """The primary variant's reference when ``name`` is an endpoint (feedback naming it)."""
+    from modelport.rollout.store import EndpointStore
+
+    store = EndpointStore(registry)
+    if "@" in name or ":" in name or not store.exists(name):
+        return None
+    spec = store.get(name).spec
+    return spec.variants[spec.stable]
+
+
+def _reward_check(args: argparse.Namespace, cmd: str) -> Any:
+    """``check(items, field_of)``: refuses rewards outside the range of the bandit endpoint
+    they reward (``modelport.rollout.rewards``); ``None`` when there is nothing to check."""
+    from modelport.rollout.rewards import registry_guard
+
+    return registry_guard(settings_from(args), store=_store(args),
+                          fix=f", and rerun 'modelport feedback {cmd}'")
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -123,6 +143,9 @@ def _load(args: argparse.Namespace) -> int:
                                 field=exc.field) from None
     if not items:
         raise ConfigurationError("no feedback rows found; nothing was stored")
+    check = _reward_check(args, "load") if any(i.reward is not None for i in items) else None
+    if check is not None:
+        check(items, lambda i: f"row {i}: reward")
     _store(args).append_feedback(to_table(items, source="file" if args.file else "sql"))
     emit(args, {"stored": len(items)}, f"stored {len(items)} feedback items")
     return 0
@@ -196,6 +219,9 @@ def _send(args: argparse.Namespace) -> int:
         item = parse_item(raw, "", signature_of, args.model)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{exc}; {_HINT.format(cmd='send')}", field=exc.field) from None
+    check = _reward_check(args, "send") if item.reward is not None else None
+    if check is not None:
+        check([item], lambda i: "--reward")
     _store(args).append_feedback(to_table([item], source="cli"))
     emit(args, {"stored": 1}, "stored 1 feedback item")
     return 0
@@ -233,9 +259,13 @@ def _consume(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"--source {args.source!r}: use kafka://host:port/topic or redis://host:port/stream")
     from modelport.log.feedback_source import consume
+    from modelport.rollout.rewards import item_field
 
+    check = _reward_check(args, "consume")
     report = consume(source, _store(args), signature_of=_signature_of(args),
-                     default_model=args.model, batch=args.batch, idle_exit=args.idle_exit,
+                     default_model=args.model,
+                     check=(lambda items, single: check(items, item_field(single)))
+                     if check is not None else None, batch=args.batch, idle_exit=args.idle_exit,
                      max_messages=args.max_messages)
     emit(args, report, f"stored {report['stored']} feedback items from {report['messages']} "
                        f"messages ({report['invalid']} invalid, skipped)")

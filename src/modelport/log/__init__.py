@@ -105,6 +105,12 @@ def write_feedback(items: Iterable[Mapping[str, Any] | FeedbackItem] | Mapping[s
     if raw:
         parsed.extend(parse_items(list(raw), default_model=model))
     target = default_store(store)
+    if any(item.reward is not None for item in parsed):  # a bandit's declared reward range
+        from modelport.rollout.rewards import registry_guard
+
+        check = registry_guard(store=target)
+        if check is not None:
+            check(parsed, lambda i: f"items[{i}].reward")
     target.append_feedback(feedback_table(parsed, source=source))
     return len(parsed)
 

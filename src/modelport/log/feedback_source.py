@@ -167,8 +167,12 @@ def _fields(fields: dict[Any, Any]) -> bytes | dict[str, Any]:
 def consume(source: FeedbackSource, store: LogStore, *, signature_of: SignatureOf | None = None,
             default_model: str | None = None, batch: int = 500, idle_exit: float | None = None,
             max_messages: int | None = None, stop: threading.Event | None = None,
-            clock: Callable[[], float] = time.monotonic) -> dict[str, int]:
-    """Store feedback from ``source`` until SIGTERM / ``stop`` (or idle / count limits)."""
+            clock: Callable[[], float] = time.monotonic,
+            check: Callable[[list[FeedbackItem], bool], None] | None = None) -> dict[str, int]:
+    """Store feedback from ``source`` until SIGTERM / ``stop`` (or idle / count limits).
+
+    ``check(items, single)`` may refuse a message's items (``InvalidInputError``: the message is
+    skipped and counted like an unparsable one), e.g. rewards outside a bandit's range."""
     stop = stop or threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -188,8 +192,11 @@ def consume(source: FeedbackSource, store: LogStore, *, signature_of: SignatureO
                 report["messages"] += 1
                 try:
                     value = orjson.loads(payload) if isinstance(payload, bytes) else payload
-                    items.extend(parse_items(value, signature_of=signature_of,
-                                             default_model=default_model))
+                    parsed = parse_items(value, signature_of=signature_of,
+                                         default_model=default_model)
+                    if check is not None:
+                        check(parsed, isinstance(value, dict) and list(value) != ["items"])
+                    items.extend(parsed)
                 except (InvalidInputError, orjson.JSONDecodeError) as exc:
                     report["invalid"] += 1
                     log.warning("skipping feedback message %s: %s", where, exc)

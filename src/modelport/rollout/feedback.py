@@ -41,8 +41,10 @@ def _models(endpoint: Endpoint) -> list[str]:
 
 
 def moments(endpoint: Endpoint, metric: str, since: float = 0.0,
-            until: float | None = None, *, store: Any = None) -> dict[str, Moments]:
-    """Per-variant count, sum and sum of squares of ``metric`` over labeled predictions."""
+            until: float | None = None, *, store: Any = None,
+            condition: str | None = None) -> dict[str, Moments]:
+    """Per-variant count, sum and sum of squares of ``metric`` over labeled predictions
+    (those meeting the SQL ``condition`` too, when given)."""
     if metric not in METRICS:
         raise ConfigurationError(
             f"unknown feedback metric {metric!r}; use one of {', '.join(METRICS)}")
@@ -55,7 +57,8 @@ def moments(endpoint: Endpoint, metric: str, since: float = 0.0,
     for model in _models(endpoint):
         sql = (f"SELECT variant, count(v) AS n, sum(v) AS s, sum(v * v) AS ss FROM "
                f"(SELECT variant, {METRICS[metric]} AS v FROM labeled "
-               f"WHERE endpoint = '{name}') WHERE v IS NOT NULL GROUP BY variant")
+               f"WHERE endpoint = '{name}'{f' AND ({condition})' if condition else ''}) "
+               "WHERE v IS NOT NULL GROUP BY variant")
         try:
             table = ml.query(sql, model=model, since=start, until=end, store=store)
         except ModelportError as exc:

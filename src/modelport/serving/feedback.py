@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -97,12 +97,19 @@ class FeedbackWriter:
 class FeedbackRoute:
     """The ASGI app mounted at ``/feedback``."""
 
-    def __init__(self, app: ServingApp, writer: FeedbackWriter) -> None:
+    def __init__(self, app: ServingApp, writer: FeedbackWriter, *,
+                 log_store: LogStore | None = None,
+                 flush: Callable[[], object] | None = None) -> None:
         self.app = app
         self.writer = writer
+        #: where rewards' predictions are looked up (rollout.rewards); flush runs first
+        self.log_store = log_store
+        self.flush = flush
 
     def signature_of(self, model: str) -> Signature:
-        if model not in self.app.served:
+        endpoints = self.app.endpoints
+        if model not in self.app.served and (endpoints is None
+                                             or model not in endpoints.router.endpoints):
             raise NotFoundError(
                 f"model {model!r} is not served here; served models: {sorted(self.app.served)}")
         return self.app.runner_for(model).model.signature
@@ -121,6 +128,24 @@ class FeedbackRoute:
 
         return parse_items(payload, signature_of=signature, default_model=model)
 
+    def check_rewards(self, items: list[FeedbackItem], payload: Any) -> None:
+        """Refuse rewards outside the range of the bandit endpoint they reward (blocking)."""
+        endpoints = self.app.endpoints
+        if endpoints is None or all(item.reward is None for item in items):
+            return
+        from modelport.rollout.rewards import (
+            bandit_ranges,
+            check_rewards,
+            item_field,
+            log_endpoint_of,
+        )
+
+        table = list(endpoints.router.endpoints.values())
+        lookup = (log_endpoint_of(table, store=self.log_store, before=self.flush)
+                  if self.log_store is not None else None)
+        single = isinstance(payload, Mapping) and not (len(payload) == 1 and "items" in payload)
+        check_rewards(items, bandit_ranges(table), lookup, item_field(single))
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope["path"].strip("/")
         model = path or None
@@ -136,6 +161,7 @@ class FeedbackRoute:
                 raise InvalidInputError(f"feedback body is not valid JSON: {exc}",
                                         field="body") from None
             items = self.parse(payload, model)
+            await run_sync(None, self.check_rewards, items, payload)
             accepted = await self.writer.write(items, "rest")
             status, out = 200, orjson.dumps({"accepted": accepted})
         except Exception as exc:
@@ -168,6 +194,7 @@ def grpc_handler(route: FeedbackRoute) -> Any:
             payload = json_format.MessageToDict(request)
             model = payload.pop("model", None) if "items" in payload else None
             items = route.parse(payload, model if isinstance(model, str) else None)
+            await run_sync(None, route.check_rewards, items, payload)
             accepted = await route.writer.write(items, "grpc")
         except Exception as exc:
             error = grpc_error(exc, "feedback")
@@ -194,7 +221,9 @@ def attach_prediction_log(app: ServingApp, settings: Settings) -> PredictionLog 
     if config.log or config.log_config:
         plog = PredictionLog(stores, log_config, metrics_registry=app.metrics.registry).start()
         app.service.events.subscribe(plog)
-    route = FeedbackRoute(app, FeedbackWriter(stores))
+    readable = [store for store in stores if store.readable]
+    route = FeedbackRoute(app, FeedbackWriter(stores), log_store=readable[0] if readable else None,
+                          flush=plog.flush if plog is not None else None)
     app.mount("/feedback", route)
     app.grpc_handlers.append(grpc_handler(route))
 
