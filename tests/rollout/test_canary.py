@@ -67,3 +67,31 @@ def test_latency_and_quality_checks() -> None:
     unknown = check(spec, Observation(requests=100, errors=0, p99_ms=10.0))
     assert unknown.failures == ("no feedback yet for accuracy",)
     assert check(spec, Observation(100, 0, 10.0, 0.95)).passed
+
+
+def test_the_first_window_starts_when_the_candidate_gets_traffic() -> None:
+    spec = canary(max_failed_checks=1)
+    state = initial_state(spec, 0.0)  # created at t=0, long before any client calls it
+    assert state.awaiting_traffic
+    # days later, still no traffic: no check runs, so nothing fails or rolls back
+    assert analyse(spec, state, Observation(0, 0, None), 86_400.0) is None
+    # the candidate's first request was recorded at t=86_430: the first window starts there
+    started = analyse(spec, state, Observation(3, 0, 1.0, first_at=86_430.0), 86_431.0)
+    assert started is not None and started.action == "start" and started.check.passed
+    assert (started.state.checked_at, started.state.weight) == (86_430.0, 10.0)
+    assert not started.state.awaiting_traffic and started.state.failed_checks == 0
+    assert analyse(spec, started.state, HEALTHY, 86_489.0) is None  # within the first window
+    # from then on, checks as usual: a window's worth of traffic steps it up ...
+    stepped = analyse(spec, started.state, HEALTHY, 86_490.0)
+    assert stepped is not None and stepped.action == "advance"
+    # ... and too little data counts as failed again (Flagger's rule), once traffic has begun
+    thin = analyse(spec, started.state, Observation(3, 0, 1.0), 86_490.0)
+    assert thin is not None and thin.action == "rollback"
+
+
+def test_traffic_that_began_a_whole_window_ago_is_checked_at_once() -> None:
+    spec = canary()
+    state = initial_state(spec, 0.0)
+    transition = analyse(spec, state, Observation(500, 1, 20.0, first_at=100.0), 200.0)
+    assert transition is not None and transition.action == "advance"
+    assert not transition.state.awaiting_traffic

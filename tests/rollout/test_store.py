@@ -128,7 +128,7 @@ def test_the_canary_controller_steps_promotes_and_moves_the_alias(registry: Regi
             stats.observe(5.0, ok=i >= errors)
         store.record_stats([("fraud", "green", "serve", "rest", stats.to_dict())], at=at)
 
-    traffic(1030.0, 0)
+    traffic(1001.0, 0)  # traffic from the start: the first window is a whole one
     clock[0] = 1061.0
     made = [w.run_checks() for w in workers]
     assert sum(len(m) for m in made) == 1  # one worker made the step, the others skipped it
@@ -152,11 +152,39 @@ def test_a_failing_candidate_is_rolled_back(local_registry: Registry) -> None:
     stats = VariantStats()
     for i in range(40):
         stats.observe(5.0, ok=i % 2 == 0)
-    store.record_stats([("fraud", "green", "serve", "rest", stats.to_dict())], at=5.0)
+    store.record_stats([("fraud", "green", "serve", "rest", stats.to_dict())], at=0.0)
     clock[0] = 10.0
     [(_, transition)] = store.run_checks()
     assert transition.action == "rollback" and "error rate 50.00%" in transition.state.reason
     assert local_registry.resolve("iris@production").version == 1
+
+
+def test_a_canary_created_long_before_traffic_starts_its_window_with_the_traffic(
+        local_registry: Registry) -> None:
+    clock = [0.0]
+    store = EndpointStore(local_registry, clock=lambda: clock[0])
+    store.create(EndpointSpec.from_dict({
+        "name": "fraud", "policy": "canary", "candidate": "green",
+        "variants": {"blue": "iris@production", "green": "iris:2"},
+        "canary": {"steps": [10, 100], "interval_s": 60, "min_requests": 10,
+                   "max_failed_checks": 1}}))
+    clock[0] = 3600.0
+    assert store.run_checks() == []  # an hour without traffic: no check, no rollback
+    assert store.get("fraud").state.status == "running"
+    stats = VariantStats()
+    for _ in range(3):
+        stats.observe(5.0, ok=True)
+    store.record_stats([("fraud", "green", "serve", "rest", stats.to_dict())], at=3650.0)
+    assert store.first_traffic("fraud", "green") == 3650.0
+    clock[0] = 3651.0
+    [(_, started)] = store.run_checks()
+    assert started.action == "start" and store.get("fraud").state.checked_at == 3650.0
+    for _ in range(20):
+        stats.observe(5.0, ok=True)
+    store.record_stats([("fraud", "green", "serve", "rest", stats.to_dict())], at=3700.0)
+    clock[0] = 3710.0
+    [(_, advanced)] = store.run_checks()
+    assert advanced.action == "advance" and advanced.state.weight == 100
 
 
 def test_bandit_rewards_are_shared_and_checked(registry: Registry) -> None:

@@ -3,6 +3,10 @@ step up, hold it, promote it or roll it back. Pure — the caller gathers the ``
 applies the resulting ``Transition`` (with an optimistic revision check, so when many workers
 run the same controller exactly one transition wins).
 
+A new canary waits for traffic: until its candidate has answered, no check runs (an endpoint
+created long before clients call it must not fail, or roll back, for lack of data), and its
+first window starts when the candidate's first request was recorded (``start``).
+
 >>> from modelport.rollout.spec import EndpointSpec, initial_state
 >>> spec = EndpointSpec.from_dict({"name": "f", "policy": "canary", "candidate": "green",
 ...     "variants": {"blue": "f@production", "green": "f:7"},
@@ -21,7 +25,7 @@ from typing import Literal
 
 from modelport.rollout.spec import EndpointSpec, EndpointState
 
-Action = Literal["advance", "promote", "hold", "rollback"]
+Action = Literal["start", "advance", "promote", "hold", "rollback"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class Observation:
     errors: int
     p99_ms: float | None
     quality: float | None = None
+    #: when the first of these requests was recorded (``None``: no request, or not known)
+    first_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,14 @@ def analyse(spec: EndpointSpec, state: EndpointState, obs: Observation,
     """The next transition, or ``None`` when no check is due."""
     if not due(spec, state, now):
         return None
+    if state.awaiting_traffic:
+        if obs.requests == 0:
+            return None  # nothing served yet: no check, nothing to fail
+        first = obs.first_at if obs.first_at is not None else state.checked_at
+        if now - first < spec.canary.interval_s:  # the first window starts with the traffic
+            return Transition(state.with_(awaiting_traffic=False, checked_at=first,
+                                          reason="receiving traffic"), "start", Check(()))
+        state = state.with_(awaiting_traffic=False)  # a whole window of traffic: check it
     result = check(spec, obs)
     steps = spec.canary.steps
     if result.passed:

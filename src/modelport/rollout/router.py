@@ -148,6 +148,9 @@ class EndpointRouter:
         self.feedback_interval = 5.0
         self._feedback_read = 0.0
         self._logged: dict[str, dict[str, ArmStats]] = {}
+        #: seconds between looks at a canary waiting for its first candidate request
+        self.await_interval = 1.0
+        self._awaited: dict[str, float] = {}
 
     # ------------------------------------------------------------------ refresh
     def refresh(self, *, force: bool = False) -> bool:
@@ -324,7 +327,8 @@ class EndpointRouter:
             if merged:
                 log.info("merged %d endpoint statistics rows", merged)
         if self.run_controller:
-            candidates = [e for e in self.endpoints.values() if due(e.spec, e.state, now)]
+            candidates = [e for e in self.endpoints.values()
+                          if due(e.spec, e.state, now) and self._may_check(e, now)]
             if candidates:
                 self.flush()
                 made = self.store.run_checks(now, endpoints=candidates, quality=self.quality)
@@ -335,6 +339,16 @@ class EndpointRouter:
                                 else "")
                 if made:
                     self.refresh(force=True)
+
+    def _may_check(self, endpoint: Endpoint, now: float) -> bool:
+        """A canary still waiting for its candidate's first request is looked at once every
+        ``await_interval`` seconds (not every tick): its check is due, but finds nothing."""
+        if not endpoint.state.awaiting_traffic:
+            return True
+        if now - self._awaited.get(endpoint.name, float("-inf")) < self.await_interval:
+            return False
+        self._awaited[endpoint.name] = now
+        return True
 
     def close(self) -> None:
         for worker in self._shadows.values():
@@ -348,14 +362,18 @@ class EndpointRouter:
 
 def logged_rewards(endpoint: Endpoint) -> dict[str, ArmStats]:
     """Rewards in the prediction log's feedback, scaled to [0, 1] by the endpoint's declared
-    range (the feedback route stores what it is sent; ``add_rewards`` is the checked path)."""
+    range. Feedback surfaces refuse rewards outside it (``rollout.rewards``); one that could not
+    be tied to this endpoint when it arrived, and lies outside the range, is ignored here."""
     try:
         from modelport.rollout.feedback import moments
     except ImportError:
         return {}
+    from modelport.rollout.rewards import in_range_sql
+
     b = endpoint.spec.bandit
     try:
-        found = moments(endpoint, "reward")
+        found = moments(endpoint, "reward",
+                        condition=in_range_sql("reward", b.reward_min, b.reward_max))
     except (ModelportError, ImportError) as exc:
         log.debug("no logged rewards for %s: %s", endpoint.name, exc)
         return {}

@@ -309,6 +309,8 @@ class EndpointState:
     ``active`` is the answering colour of a blue/green endpoint (``previous`` the one a
     ``rollback`` returns to); ``step`` / ``weight`` / ``failed_checks`` / ``checked_at`` track a
     canary; ``status`` ends ``promoted`` or ``rolled_back``; ``paused`` stops automatic changes.
+    ``awaiting_traffic``: a new canary whose candidate has not answered yet; its first check
+    window starts when the candidate's traffic does (``rollout.canary.analyse``).
     """
 
     active: str | None = None
@@ -320,12 +322,13 @@ class EndpointState:
     status: Status = "running"
     paused: bool = False
     reason: str = ""
+    awaiting_traffic: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"active": self.active, "previous": self.previous, "step": self.step,
                 "weight": self.weight, "failed_checks": self.failed_checks,
                 "checked_at": self.checked_at, "status": self.status, "paused": self.paused,
-                "reason": self.reason}
+                "reason": self.reason, "awaiting_traffic": self.awaiting_traffic}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> EndpointState:
@@ -340,7 +343,8 @@ class EndpointState:
 def initial_state(spec: EndpointSpec, now: float) -> EndpointState:
     """The state a new (or re-created) endpoint starts in."""
     if spec.policy == "canary":
-        return EndpointState(step=0, weight=spec.canary.steps[0], checked_at=now)
+        return EndpointState(step=0, weight=spec.canary.steps[0], checked_at=now,
+                             awaiting_traffic=True)
     if spec.policy == "bluegreen":
         return EndpointState(active=spec.stable)
     return EndpointState()

@@ -471,7 +471,19 @@ class EndpointStore:
         stats = self.traffic(endpoint.name, since=since, until=now).get(
             endpoint.spec.candidate, VariantStats())
         q = quality(endpoint, since, now) if quality is not None else None
-        return Observation(stats.requests, stats.errors, stats.p99_ms, q)
+        first = None
+        if endpoint.state.awaiting_traffic and stats.requests:
+            first = self.first_traffic(endpoint.name, endpoint.spec.candidate, since=since)
+        return Observation(stats.requests, stats.errors, stats.p99_ms, q, first_at=first)
+
+    def first_traffic(self, name: str, variant: str, *, since: float = 0.0) -> float | None:
+        """When the first statistics of ``variant``'s traffic since ``since`` were recorded."""
+        s = t.endpoint_stats
+        query = sa.select(sa.func.min(s.c.at)).where(
+            s.c.endpoint == name, s.c.variant == variant, s.c.kind == "serve", s.c.at >= since)
+        with self._reading() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else float(found)
 
     def run_checks(self, now: float | None = None, *,
                    endpoints: Iterable[Endpoint] | None = None,
