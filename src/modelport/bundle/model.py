@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import numpy as np
@@ -19,6 +19,9 @@ from modelport.core.batch import Array, Batch, Result
 from modelport.core.events import EventBus, PredictionEvent
 from modelport.errors import ModelportError, PredictionError, UnsupportedModelError
 from modelport.flavors import Predictor, get_flavor
+
+if TYPE_CHECKING:
+    from modelport.core.schema import PredictionSchema
 
 
 class Model:
@@ -53,6 +56,18 @@ class Model:
         self.events: EventBus | None = None
         #: the prediction id of the last logged call (``P``; rows ``P-0`` … for several rows)
         self.last_prediction_id: str | None = None
+        self._schemas: dict[tuple[str, ...], PredictionSchema] = {}
+
+    def prediction_schema(self, keys: Sequence[str] = ()) -> PredictionSchema:
+        """The one prediction schema of this model's outputs with ``keys`` in front, made once
+        per key set (servers ask for it on every request)."""
+        key = tuple(keys)
+        schema = self._schemas.get(key)
+        if schema is None:
+            from modelport.core.schema import PredictionSchema
+
+            schema = self._schemas[key] = PredictionSchema.of(self.signature, keys=key)
+        return schema
 
     @property
     def predictor(self) -> Predictor:
@@ -144,12 +159,12 @@ class Model:
         ``prediction_id``, ``prediction``, ``probability_<class>``, further outputs, ``model``,
         ``version`` and ``predicted_at`` (``.to_pandas()`` for a DataFrame). With
         ``extra="passthrough"`` every column the model does not take is kept too."""
-        from modelport.core.schema import PredictionSchema, row_ids
+        from modelport.core.schema import row_ids
 
         keep = list(keep)
         if extra == "passthrough":
             keep += [n for n in self.signature.extra_names(_names(data)) if n not in keep]
-        schema = PredictionSchema.of(self.signature, keys=keep)
+        schema = self.prediction_schema(keep)
         result = self.predict_batch(self.coerce(data, extra=extra))
         base = (self.last_prediction_id if self.events is not None else None) or uuid4().hex
         return schema.table(result, ids=row_ids(base, result.n_rows, single=result.n_rows == 1),
@@ -160,10 +175,10 @@ class Model:
     def predict_records(self, data: Any, *, keep: Sequence[str] = (),
                         extra: ExtraColumns | None = None) -> list[dict[str, Any]]:
         """:meth:`predict_table` in the record form: one JSON-ready dict per row."""
-        from modelport.core.schema import PredictionSchema, timestamp_text
+        from modelport.core.schema import timestamp_text
 
         out = []
-        classes = PredictionSchema.of(self.signature).classes or ()
+        classes = self.prediction_schema().classes or ()
         for row in self.predict_table(data, keep=keep, extra=extra).to_pylist():
             record: dict[str, Any] = {}
             probabilities = {c: row.pop(f"probability_{c}") for c in classes}

@@ -70,7 +70,10 @@ def arrow_type(dtype: str, shape: tuple[int, ...] = ()) -> pa.DataType:
 
 def timestamp_text(moment: datetime) -> str:
     """``2026-12-04T17:03:11.123456Z``: UTC, always with microseconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat is C code, strftime parses its format every call: "…+00:00" → "…Z"
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def row_ids(base: str, n: int, *, start: int = 0, single: bool = False) -> list[str]:

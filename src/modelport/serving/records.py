@@ -22,7 +22,7 @@ import orjson
 from modelport.bundle.model import Model
 from modelport.bundle.signature import DEFAULT_EXTRA, ExtraColumns
 from modelport.core.batch import Batch, Result
-from modelport.core.schema import PredictionSchema, row_ids
+from modelport.core.schema import row_ids
 from modelport.errors import InvalidInputError
 
 
@@ -62,7 +62,7 @@ def encode(result: Result, model: Model, name: str, request: Decoded | bool,
     decoded = request if isinstance(request, Decoded) else None
     single = decoded.single if decoded is not None else bool(request)
     keys = decoded.names if decoded is not None else ()
-    schema = PredictionSchema.of(model.signature, keys=keys)
+    schema = model.prediction_schema(keys)
     moment = now or datetime.now(UTC)
     ids = row_ids(prediction_id, result.n_rows, single=single)
     passthrough = decoded.passthrough if decoded is not None else None
