@@ -669,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     workers_list = [int(w) for w in args.workers.split(",")]
     levels = [int(c) for c in args.concurrency.split(",")]
     protocols = [p for p in args.protocols.split(",") if p in PROTOCOLS]
+    if "simple" not in protocols and set(args.only.split(",")) & {*ROLLOUT, *LOGGED, *AUTHED}:
+        protocols.append("simple")  # e-h are reported as ratios to a's simple JSON route
     specs: list[Spec] = []
     for kind in args.only.split(","):
         if kind == "a":
@@ -765,6 +767,38 @@ def _same_cell(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a[k] == b[k] for k in ("server", "protocol", "workers", "connections"))
 
 
+def rollout_targets(cells: list[dict[str, Any]],
+                    plain: dict[tuple[int, int], dict[str, Any]]) -> list[str]:
+    """The issue's targets, one line each: the canary's req/s ratio to the plain model at the
+    most connections run (target c=64: >= 0.95x) and the p99 each endpoint adds at c=1
+    (canary: < 1 ms; shadow: nothing beyond noise)."""
+    lines = []
+    for c in cells:
+        if c["kind"] not in ROLLOUT:
+            continue
+        b = plain.get((c["workers"], c["connections"]))
+        if b is None:
+            continue
+        what = ROLLOUT[c["kind"]][1]
+        top = max(x["connections"] for x in cells if x["kind"] == c["kind"]
+                  and x["workers"] == c["workers"])
+        if what == "canary" and c["connections"] == top:
+            ratio = c["rps"] / b["rps"]
+            lines.append(f"  target: canary req/s at w={c['workers']} c={top} = {ratio:.3f}x the "
+                         f"plain model (>= 0.95x{'' if top == 64 else ', measured at c=64'}): "
+                         f"{'met' if ratio >= 0.95 else 'MISSED'}")
+        if c["connections"] == 1:
+            added = c["p99_ms"] - b["p99_ms"]
+            if what == "canary":
+                limit, rule = 1.0, "< 1 ms"
+            else:  # nothing added: allow 5 % of the plain p99 as run-to-run noise
+                limit = 0.05 * b["p99_ms"]
+                rule = f"nothing; noise allowance {limit:.3f} ms"
+            lines.append(f"  target: {what} p99 added at w={c['workers']} c=1 = {added:+.3f} ms "
+                         f"({rule}): {'met' if added < limit else 'MISSED'}")
+    return lines
+
+
 def print_report(report: dict[str, Any], workers_list: list[int], levels: list[int]) -> None:
     cells = report["cells"]
     print(f"\n{report['generator']}\ncpu cores: {report['cpu_cores']}")
@@ -822,6 +856,8 @@ def print_report(report: dict[str, Any], workers_list: list[int], levels: list[i
                   f"{c['p99_ms'] - b['p99_ms']:+.2f} ms ({c['p99_ms']:.2f} vs "
                   f"{b['p99_ms']:.2f}); cpu {c['cpu_us_per_request']:.0f} vs "
                   f"{b['cpu_us_per_request']:.0f} us/req")
+        for line in rollout_targets(cells, plain):
+            print(line)
     if len(workers_list) > 1 and workers_list[0] == 1:
         print("\nper-worker efficiency: req/s(N) / (N x req/s(1 worker)), same server, "
               "protocol and connections")
