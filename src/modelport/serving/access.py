@@ -132,7 +132,7 @@ class AccessControl:
             return None
         if needed == "public" or (path == "/metrics" and self.config.public_metrics):
             return None
-        principal = self.authenticate(_authorization(scope), _client(scope))
+        principal = self.authenticate(_authorization(scope), scope)
         self.authorize(principal, needed, path)
         scope[PRINCIPAL_KEY] = principal
         return principal
@@ -160,9 +160,12 @@ class AccessControl:
         return principal
 
     # ------------------------------------------------------------------ shared
-    def authenticate(self, authorization: bytes | None, client: str) -> Principal:
+    def authenticate(self, authorization: bytes | None, client: str | dict[str, Any]
+                     ) -> Principal:
+        """The principal of ``authorization``; ``client`` (an address, or the ASGI scope to
+        read it from only when needed) for the bad-token limit."""
         if self.bad_tokens.active:
-            self.bad_tokens.check(client)
+            self.bad_tokens.check(_client(client))
         try:
             if authorization is None:
                 raise AuthenticationError(
@@ -177,20 +180,23 @@ class AccessControl:
             return self.keys.verify(token)
         except AuthenticationError:
             if authorization is not None:  # a wrong token, not a missing one: guessing
-                self.bad_tokens.failed(client)
+                self.bad_tokens.failed(_client(client))
             raise
 
     def authorize(self, principal: Principal, needed: Scope, what: str) -> None:
-        if not grants(principal.scopes, needed):
+        scopes = principal.scopes
+        if needed not in scopes and "admin" not in scopes and not grants(scopes, needed):
             raise PermissionDeniedError(
                 f"{principal.name!r} lacks the {needed!r} scope that {what} needs (it has "
                 f"{', '.join(sorted(principal.scopes)) or 'none'}); create a key with "
                 f"'modelport auth create-key --scope {needed} --name NAME'")
-        self.limits.admit(principal)
+        if principal.limits.requests_per_s is not None or self.limits.default_rps is not None:
+            self.limits.admit(principal)
 
     def charge_rows(self, principal: Principal | None, rows: int) -> None:
         """Count predicted rows against the caller's daily quota (429 when over)."""
-        if principal is not None:
+        if principal is not None and (principal.limits.rows_per_day is not None
+                                      or self.limits.default_rows is not None):
             self.limits.charge_rows(principal, rows)
 
 
@@ -218,8 +224,10 @@ def _peer_host(peer: str) -> str:
     return rest.rsplit(":", 1)[0].strip("[]")
 
 
-def _client(scope: dict[str, Any]) -> str:
-    client = scope.get("client")
+def _client(scope_or_address: str | dict[str, Any]) -> str:
+    if isinstance(scope_or_address, str):
+        return scope_or_address
+    client = scope_or_address.get("client")
     return str(client[0]) if client else "?"
 
 
