@@ -10,6 +10,7 @@ datatype, and V1 copies it into object predictions (plain-value predictions have
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterator
 from typing import Any
 
@@ -131,6 +132,24 @@ def test_v2_grpc_follows_the_policy(servers: dict[str, Server], policy: str) -> 
             assert [o.name for o in only.get_response().outputs] == ["id"]
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("policy", ["refuse", "passthrough"])
+def test_v2_grpc_stream_follows_the_policy(servers: dict[str, Server], policy: str) -> None:
+    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client = triton_grpc.InferenceServerClient(servers[policy].grpc)  # type: ignore[attr-defined]
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        client.async_stream_infer("sum", _grpc_inputs(), request_id="s0")
+        result, error = answers.get(timeout=30)
+    finally:
+        client.stop_stream()
+        client.close()
+    if policy == "refuse":
+        assert result is None and REFUSED in error.message()
+    else:
+        assert error is None
+        _check_answer(policy, result)
 
 
 def test_v2_matrix_beside_an_extra_tensor(servers: dict[str, Server]) -> None:

@@ -37,6 +37,8 @@ def extra_tensors(signature: Signature, tensors: Sequence[tuple[str, Array]],
     names = [name for name, _ in tensors]
     inputs = signature.input_names
     taken = set(inputs)
+    if taken.issuperset(names):  # the usual request: every tensor is an input
+        return []
     if signature.kind == "columns" and taken.isdisjoint(names):
         matrices = [name for name, array in tensors
                     if array.ndim == 2 and array.shape[1] == len(inputs)]
