@@ -50,7 +50,8 @@ def grpc_infer(port: int, name: str) -> tuple[Any, Any]:
 
 class Load(threading.Thread):
     """Steady traffic: each request on a new connection (so the kernel spreads them over the
-    workers), with a routing key; records (time, status, variant, answer)."""
+    workers), with a routing key; records (time sent, status, variant, answer). The time is
+    when the request left: one sent before a policy change may be answered after it."""
 
     def __init__(self, url: str, endpoint: str, *, keys: int = 1000) -> None:
         super().__init__(daemon=True)
@@ -64,14 +65,15 @@ class Load(threading.Thread):
         client = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=10)
         while not self.stop.is_set():
             i += 1
+            sent = time.time()
             try:
                 r = client.post(f"{self.url}/predict/{self.endpoint}", json={"a": 1.0, "b": 2.0},
                                 headers={"x-modelport-key": f"user-{i % self.keys}"})
                 answer = r.json().get("prediction") if r.status_code == 200 else r.text
-                self.seen.append((time.time(), r.status_code,
+                self.seen.append((sent, r.status_code,
                                   r.headers.get("x-modelport-variant", ""), answer))
             except httpx.HTTPError as exc:
-                self.seen.append((time.time(), 0, "", repr(exc)))
+                self.seen.append((sent, 0, "", repr(exc)))
         client.close()
 
     def finish(self) -> None:
