@@ -92,3 +92,27 @@ def test_versions_without_a_reference_are_skipped_and_explained(
     table = references.table("cancer", version)
     assert table is not None and set(table_columns(table)) == set(x.columns)
     assert references.require("cancer", version).rows == len(x)
+
+
+def test_windows_of_matrix_and_column_batches_count_the_same_rows() -> None:
+    """Matrix rows are copied into the window's buffer; a column batch in between makes the
+    window keep batches instead; either way the PSI is compare()'s over the same rows."""
+    from modelport.core.batch import Batch, Result
+    from modelport.core.events import PredictionEvent
+    from modelport.monitor.drift import Reference
+
+    rng = np.random.default_rng(11)
+    names = ["a", "b"]
+    reference = Reference.from_columns({n: rng.normal(size=2000) for n in names})
+    live = LiveDrift(CollectorRegistry(), lambda m, v: reference, window_rows=50)
+    rows = rng.normal(loc=0.4, size=(120, 2))
+    for start in range(0, 120, 7):
+        part = rows[start:start + 7]
+        batch = (Batch.from_matrix(names, part) if start % 14 == 0 else
+                 Batch.from_columns({n: part[:, j].copy() for j, n in enumerate(names)}))
+        live(PredictionEvent("m", 1, batch, Result(len(part)), 0.1))
+    assert len(live.history) == 2  # 100 of the 120 rows made two windows
+    for index, (_, _, values) in enumerate(live.history):
+        window = rows[index * 50:(index + 1) * 50]
+        report = compare(reference, {n: window[:, j] for j, n in enumerate(names)})
+        assert values == {n: pytest.approx(report.features[n].psi, abs=1e-12) for n in names}

@@ -58,6 +58,31 @@ class _Window:
     reference: Reference
     rows: int = 0
     batches: list[Batch] = field(default_factory=list)
+    #: rows of matrix batches copied into one preallocated array (no object per event kept)
+    buffer: np.ndarray[Any, Any] | None = None
+    names: tuple[str, ...] = ()
+
+    def add(self, batch: Batch, size: int) -> None:
+        """Keep ``batch`` (``size`` rows of it): copied into the buffer when it is a matrix of
+        the buffer's columns, else kept as it is."""
+        if batch.is_matrix and not self.batches:
+            if self.buffer is None:
+                self.buffer = np.empty((size, len(batch.names)), dtype=np.float64)
+                self.names = batch.names
+            if batch.names == self.names:
+                self.buffer[self.rows:self.rows + batch.n_rows] = batch.to_matrix()
+                self.rows += batch.n_rows
+                return
+        if self.buffer is not None and self.rows:  # a batch of another shape: stop copying
+            self.batches.append(Batch.from_matrix(self.names, self.buffer[:self.rows].copy()))
+        self.buffer = None
+        self.batches.append(batch)
+        self.rows += batch.n_rows
+
+    def rows_batch(self) -> Batch:
+        if not self.batches and self.buffer is not None:
+            return Batch.from_matrix(self.names, self.buffer[:self.rows])
+        return Batch.concat(self.batches)
     numeric: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
     missing: Counter[str] = field(default_factory=Counter)
     outside: Counter[str] = field(default_factory=Counter)
@@ -111,18 +136,16 @@ class LiveDrift:
         assert isinstance(window, _Window)
         batch = event.inputs
         if window.rows + batch.n_rows < self.window_rows:  # the common case: keep it cheap
-            window.batches.append(batch)
-            window.rows += batch.n_rows
+            window.add(batch, self.window_rows)
             return
         start = 0
         while start < batch.n_rows:  # split events that cross a window boundary
             take = min(batch.n_rows - start, self.window_rows - window.rows)
-            window.batches.append(batch if take == batch.n_rows
-                                  else batch.slice(start, start + take))
-            window.rows += take
+            window.add(batch if take == batch.n_rows else batch.slice(start, start + take),
+                       self.window_rows)
             start += take
             if window.rows >= self.window_rows:
-                self._count(window, Batch.concat(window.batches))
+                self._count(window, window.rows_batch())
                 self._publish(key, window)
                 window = self._windows[key] = _Window(window.reference)
 
