@@ -40,7 +40,7 @@ def test_live_psi_equals_compare_over_the_same_rows(
     metrics = CollectorRegistry()
     live = LiveDrift(metrics, references, window_rows=200)
     service = InferenceService(registry)
-    service.events.subscribe(live)
+    service.events.subscribe(live, inline=True)  # as modelport.monitor.live.attach does
     rng = np.random.default_rng(3)
     rows = x.sample(400, replace=True, random_state=1).reset_index(drop=True)
     rows["mean radius"] = rows["mean radius"] * 1.3 + rng.normal(0, 0.1, len(rows))
@@ -50,6 +50,7 @@ def test_live_psi_equals_compare_over_the_same_rows(
         assert service.events.flush()
     finally:
         service.close()
+    live.flush()
     assert len(live.history) == 2
     reference = references.require("cancer", version)
     for index, (_, _, values) in enumerate(live.history):
@@ -111,6 +112,7 @@ def test_windows_of_matrix_and_column_batches_count_the_same_rows() -> None:
         batch = (Batch.from_matrix(names, part) if start % 14 == 0 else
                  Batch.from_columns({n: part[:, j].copy() for j, n in enumerate(names)}))
         live(PredictionEvent("m", 1, batch, Result(len(part)), 0.1))
+    live.flush()
     assert len(live.history) == 2  # 100 of the 120 rows made two windows
     for index, (_, _, values) in enumerate(live.history):
         window = rows[index * 50:(index + 1) * 50]

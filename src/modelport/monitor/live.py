@@ -5,9 +5,10 @@ gathered (a tumbling window); then the window's columns are counted into the ref
 (the same quantile bins ``modelport.monitor.drift`` uses for PSI; categories by value) in one
 vectorised pass, and the PSI, missing share and out-of-range share of every feature are set on
 Prometheus gauges. A live value and the same window's ``compare()`` over the prediction log
-agree exactly (same bins, same rows). Per event the observer only appends to a list (the
-per-event cost of NumPy calls would be far more than a fast model's prediction); it runs on the
-event thread, off the request path. KS and Wasserstein come from the log
+agree exactly (same bins, same rows). Per event the observer only copies the rows into the
+window (it is subscribed inline: a hand-off to the event thread per request cost more than the
+copy); a full window is counted and published on the observer's own thread, off the request
+path. KS and Wasserstein come from the log
 (``modelport monitor drift``).
 
 =============================================== =====================================
@@ -27,6 +28,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,8 @@ class LiveDrift:
         self.thresholds = thresholds or Thresholds()
         self._windows: dict[tuple[str, int | None], _Window | object | None] = {}
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
         labels = ["model", "version", "feature"]
         self.psi = Gauge("modelport_drift_psi", "PSI of a feature in the last live window.",
                          labels, registry=registry, multiprocess_mode="livemostrecent")
@@ -126,7 +130,9 @@ class LiveDrift:
         self.history: list[tuple[str, int | None, dict[str, float]]] = []
 
     def __call__(self, event: PredictionEvent) -> None:
-        """Called on the event bus's one delivery thread, once per prediction event."""
+        """Once per prediction event, on the request path (subscribed ``inline``): the rows
+        are only copied into the window; a full window is counted and published on the
+        observer's own thread."""
         key = (event.model, event.version)
         window = self._windows.get(key, _UNKNOWN)
         if window is _UNKNOWN:
@@ -135,22 +141,48 @@ class LiveDrift:
             return
         assert isinstance(window, _Window)
         batch = event.inputs
-        if window.rows + batch.n_rows < self.window_rows:  # the common case: keep it cheap
-            window.add(batch, self.window_rows)
-            return
-        start = 0
-        while start < batch.n_rows:  # split events that cross a window boundary
-            take = min(batch.n_rows - start, self.window_rows - window.rows)
-            window.add(batch if take == batch.n_rows else batch.slice(start, start + take),
-                       self.window_rows)
-            start += take
-            if window.rows >= self.window_rows:
-                self._count(window, window.rows_batch())
-                self._publish(key, window)
-                window = self._windows[key] = _Window(window.reference)
+        with self._lock:  # the event loop and the runner's threads both predict
+            window = self._windows[key]
+            assert isinstance(window, _Window)
+            if window.rows + batch.n_rows < self.window_rows:  # the common case: keep it cheap
+                window.add(batch, self.window_rows)
+                return
+            start = 0
+            while start < batch.n_rows:  # split events that cross a window boundary
+                take = min(batch.n_rows - start, self.window_rows - window.rows)
+                window.add(batch if take == batch.n_rows
+                           else batch.slice(start, start + take), self.window_rows)
+                start += take
+                if window.rows >= self.window_rows:
+                    self._submit(key, window)
+                    window = self._windows[key] = _Window(window.reference)
+
+    def _submit(self, key: tuple[str, int | None], window: _Window) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="modelport-drift")
+        self._pending.append(self._pool.submit(self._finish, key, window))
+        self._pending = [f for f in self._pending if not f.done()]
+
+    def _finish(self, key: tuple[str, int | None], window: _Window) -> None:
+        try:
+            self._count(window, window.rows_batch())
+            self._publish(key, window)
+        except Exception:  # a gauge update must never take the server down
+            log.exception("live drift window of %s:%s failed", *key)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every full window has been counted and published (tests, shutdown)."""
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.result(timeout=timeout)
 
     def _start(self, key: tuple[str, int | None]) -> _Window | None:
+        """The first event of a model version loads its reference (once, on that request)."""
         with self._lock:
+            window = self._windows.get(key, _UNKNOWN)
+            if window is not _UNKNOWN:
+                return window if isinstance(window, _Window) else None
             reference = self.references(*key)
             window = _Window(reference) if reference is not None else None
             self._windows[key] = window
@@ -229,7 +261,9 @@ def attach(events: EventBus, metrics_registry: CollectorRegistry, references: Re
     if window_rows <= 0:
         return None
     live = LiveDrift(metrics_registry, references, window_rows=window_rows)
-    events.subscribe(live)
+    # inline: copying a row costs about a microsecond; a delivery thread per event cost more
+    # (measured: +2 us CPU per request inline, +13 us on the bus's thread)
+    events.subscribe(live, inline=True)
     return live
 
 
