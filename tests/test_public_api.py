@@ -31,7 +31,7 @@ def test_error_tree_has_one_root() -> None:
 @pytest.mark.parametrize("module", [
     "modelport", "modelport.bundle.signature", "modelport.testing", "modelport.stream.codec",
     "modelport.stream.fastcodec", "modelport.monitor.drift", "modelport.monitor.rules",
-    "modelport.monitor.concept", "modelport.logformat", "modelport.extras",
+    "modelport.monitor.concept", "modelport.durations", "modelport.logformat", "modelport.extras",
 ])
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

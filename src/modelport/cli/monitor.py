@@ -112,7 +112,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 # ---------------------------------------------------------------------------------- helpers
 def parse_time(text: str | None, *, default: datetime, flag: str) -> datetime:
     """A duration back from now (``24h``) or an ISO time."""
-    from modelport.monitor.rules import parse_duration
+    from modelport.durations import parse_duration
 
     if text is None:
         return default
@@ -164,7 +164,7 @@ def _drift(args: argparse.Namespace) -> int:
     source = _metrics(registry)
     windows = [(since, until)]
     if args.window:
-        from modelport.monitor.rules import parse_duration
+        from modelport.durations import parse_duration
 
         width = timedelta(seconds=parse_duration(args.window, what="--window"))
         step = timedelta(seconds=parse_duration(args.step, what="--step")) if args.step \
@@ -407,7 +407,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _silence(args: argparse.Namespace) -> int:
-    from modelport.monitor.rules import parse_duration
+    from modelport.durations import parse_duration
     from modelport.monitor.store import MonitorStore
 
     matchers = {}

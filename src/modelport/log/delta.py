@@ -30,7 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from modelport.errors import ConfigurationError, StorageError
+from modelport.errors import StorageError
 from modelport.log.schema import FEEDBACK_SCHEMA
 from modelport.log.store import check_model_name
 
@@ -242,18 +242,10 @@ def _fsspec(options: Mapping[str, str]) -> dict[str, Any]:
 
 
 def parse_duration(text: str) -> float:
-    """``30d``, ``12h``, ``90m``, ``45s`` or plain seconds → seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-    text = text.strip().lower()
-    try:
-        unit = units.get(text[-1:], 0)
-        value = float(text[:-1]) * unit if unit else float(text)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise ConfigurationError(
-            f"{text!r} is not a duration; write it like 30d, 12h, 90m or 45s")
-    return value
+    """``30d``, ``12h``, ``90m``, ``45s`` or plain seconds → seconds (above zero)."""
+    from modelport.durations import parse_duration as parse
+
+    return parse(text, what="duration", positive=True)
 
 
 __all__ = ["DeltaStore", "object_store_options", "parse_duration"]

@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelport.durations import parse_duration
 from modelport.errors import ConfigurationError
-from modelport.monitor.rules import parse_duration
 
 _OUTPUT_TAIL = 2000
 

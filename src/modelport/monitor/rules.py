@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from modelport.durations import parse_duration
 from modelport.errors import ConfigurationError
 
 #: metric name → what it measures; a rule naming any other metric is refused
@@ -67,31 +68,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
 }
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def parse_duration(text: str | float | int, *, what: str = "duration") -> float:
-    """``"90s"``, ``"10m"``, ``"1h"``, ``"30d"`` or a number of seconds → seconds.
-
-    >>> parse_duration("10m"), parse_duration("1.5h"), parse_duration(30)
-    (600.0, 5400.0, 30.0)
-    """
-    if isinstance(text, bool):
-        raise ConfigurationError(f"{what} must be a duration such as 10m, not {text!r}")
-    if isinstance(text, int | float):
-        seconds = float(text)
-    else:
-        match = _DURATION.match(str(text))
-        if match is None:
-            raise ConfigurationError(
-                f"{what} {text!r} is not a duration; write a number with a unit: "
-                "ms, s, m, h, d or w (e.g. 10m)")
-        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    if seconds < 0:
-        raise ConfigurationError(f"{what} must not be negative")
-    return seconds
 
 
 @dataclass(frozen=True)

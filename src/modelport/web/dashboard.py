@@ -216,7 +216,7 @@ class Dashboard:
                 "alert_states": alerts}
 
     def drift(self, query: dict[str, str]) -> dict[str, Any]:
-        from modelport.monitor.rules import parse_duration
+        from modelport.durations import parse_duration
         from modelport.monitor.sources import drift_score
 
         model = _required(query, "model")
@@ -244,8 +244,8 @@ class Dashboard:
         return {"model": model, "features": features, "windows": windows, "scores": rows}
 
     def histogram(self, query: dict[str, str]) -> dict[str, Any]:
+        from modelport.durations import parse_duration
         from modelport.monitor.drift import NumericReference
-        from modelport.monitor.rules import parse_duration
         from modelport.monitor.sources import input_columns
 
         model, feature = _required(query, "model"), _required(query, "feature")
@@ -283,7 +283,7 @@ class Dashboard:
                 "current": [seen.get(c, 0) / total for c in categories]}
 
     def quality(self, query: dict[str, str]) -> dict[str, Any]:
-        from modelport.monitor.rules import parse_duration
+        from modelport.durations import parse_duration
 
         model = _required(query, "model")
         now = time.time()
