@@ -21,8 +21,8 @@ from google.protobuf import struct_pb2
 
 import modelport.log as ml
 from modelport.errors import InvalidInputError
-from modelport.log.feedback_items import FeedbackItem, to_table
 from modelport.log.delta import DeltaStore
+from modelport.log.feedback_items import FeedbackItem, to_table
 
 FEATURES = ["tenure", "spend", "calls"]
 
