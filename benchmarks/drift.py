@@ -178,13 +178,14 @@ def serving_main(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
     import realtime
 
-    work = Path(tempfile.mkdtemp(prefix="modelport-drift-serve-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="modelport-drift-"))
     env, row = realtime.prepare(work)
     subprocess.run([sys.executable, "-m", "modelport.cli.main", "monitor", "reference",
                     "bench:1", "--data", str(work / "rows.parquet")], env=env, check=True)
     request = realtime.requests_for(row)["simple"]
     load = realtime.Load(realtime.shutil.which("wrk"), 1, args.duration, 1.0, args.load_cpus,
                          work)
+    print(f"server CPUs: {args.server_cpus or 'any'}; cores: {os.cpu_count()}", file=sys.stderr)
     print(load.describe(), file=sys.stderr)
     rps: dict[str, list[float]] = {"plain": [], "drift": []}
     cpu: dict[str, list[float]] = {"plain": [], "drift": []}
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--server-cpus", help="taskset CPU list for the server, e.g. 0")
     parser.add_argument("--load-cpus", help="taskset CPU list for wrk, e.g. 1")
+    parser.add_argument("--work", help="--serving: a prepared realtime benchmark folder "
+                                       "(benchmarks/realtime.py --work), reused")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     if args.worker:
