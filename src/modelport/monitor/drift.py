@@ -35,8 +35,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
 
 from modelport.errors import InvalidInputError
 
@@ -331,6 +329,8 @@ def _cdf_walk(ref: Array, cur: Array) -> tuple[float, float]:
 def _ks_p_value(ref: Array, cur: Array, statistic: float) -> float:
     """SciPy's two-sided p-value: exact for small samples (its own call), else Smirnov's
     asymptotic distribution exactly as ``ks_2samp(method="auto")`` computes it."""
+    from scipy import stats  # here, not at import: a server with live gauges never needs it
+
     if max(ref.size, cur.size) <= 10_000:
         return float(stats.ks_2samp(ref, cur).pvalue)
     m, n = sorted((float(ref.size), float(cur.size)), reverse=True)
@@ -354,6 +354,9 @@ def _categorical_drift(name: str, ref: CategoricalReference, values: Array,
     total = observed.sum()
     actual = observed / total
     psi = population_stability_index(expected, actual)
+    from scipy import stats
+    from scipy.spatial.distance import jensenshannon
+
     js = float(jensenshannon(expected, actual))
     # chi-square needs a positive expectation everywhere: unseen categories get PSI's epsilon
     exp_counts = np.where(expected == 0, PSI_EPSILON, expected)
