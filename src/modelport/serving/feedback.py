@@ -225,7 +225,8 @@ def attach_prediction_log(app: ServingApp, settings: Settings) -> PredictionLog 
     route = FeedbackRoute(app, FeedbackWriter(stores), log_store=readable[0] if readable else None,
                           flush=plog.flush if plog is not None else None)
     app.mount("/feedback", route)
-    app.grpc_handlers.append(grpc_handler(route))
+    if config.grpc_port is not None:  # grpc and protobuf cost ~0.1 s to import at start-up
+        app.grpc_handlers.append(grpc_handler(route))
 
     async def close() -> None:
         if plog is not None:
