@@ -83,6 +83,8 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self._last_warning = -_WARN_EVERY_S
         self._policies: dict[str, ModelLogPolicy] = {}
+        self._max_pending_rows = self.config.max_pending_rows
+        self._flush_rows = self.config.flush_rows
         self._written_metric: Counter | None = None
         self._dropped_metric: Counter | None = None
         if metrics_registry is not None:
@@ -110,6 +112,7 @@ class PredictionLog:
         return self
 
     def __call__(self, event: PredictionEvent) -> None:
+        # called once per request: attribute look-ups only, the conversion waits for the flush
         policy = self._policies.get(event.model)
         if policy is None:
             policy = self._policies[event.model] = self.config.policy(event.model)
@@ -117,16 +120,15 @@ class PredictionLog:
             return
         if self._thread is None:
             self.start()
-        rows = event.n_rows
+        rows = event.inputs.n_rows
         with self._lock:
-            full = self._pending_rows + self._retry_rows + rows > self.config.max_pending_rows
+            full = self._pending_rows + self._retry_rows + rows > self._max_pending_rows
             if not full:
                 self._pending.append(event)
                 self._pending_rows += rows
         if full:
             self._drop(event.model, "buffer_full", rows)
-            return
-        if self._pending_rows >= self.config.flush_rows:
+        elif self._pending_rows >= self._flush_rows and not self._wake.is_set():
             self._wake.set()
 
     @property
