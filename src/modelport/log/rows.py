@@ -15,7 +15,7 @@ import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from itertools import chain, repeat
+from itertools import chain, pairwise, repeat
 from operator import attrgetter, is_
 from typing import Any
 
@@ -38,9 +38,9 @@ _MATRIX, _LABELS, _PROBABILITIES = (attrgetter("_matrix"), attrgetter("labels"),
                                     attrgetter("probabilities"))
 _INT32_MAX = 2**31 - 1
 _TRANSPOSE_BLOCK = 256  # rows per block of the cache-friendly transpose
-#: events converted at once: a flush of 1M one-row events costs 2.3x per event what slices of
+#: rows converted at once: a flush of 1M one-row events costs 2.3x per event what slices of
 #: 10k cost (the joined arrays and their transposes no longer fit in cache)
-_CHUNK_EVENTS = 16_384
+_CHUNK_ROWS = 16_384
 
 
 def row_ids(event: PredictionEvent) -> list[str]:
@@ -72,10 +72,16 @@ def group_events(events: Iterable[PredictionEvent]) -> list[list[PredictionEvent
 def to_table(events: Sequence[PredictionEvent], policy: ModelLogPolicy, *, salt: str = "",
              rng: random.Random | None = None) -> pa.Table:
     """One group's rows (see :func:`group_events`) as a predictions table."""
-    if len(events) > _CHUNK_EVENTS:  # converted in slices whose arrays stay in cache
-        return pa.concat_tables(
-            [_to_table(events[start:start + _CHUNK_EVENTS], policy, salt=salt, rng=rng)
-             for start in range(0, len(events), _CHUNK_EVENTS)], promote_options="permissive")
+    if len(events) > 1:  # converted in slices of about _CHUNK_ROWS rows, which stay in cache
+        ends = np.cumsum(np.fromiter(map(_N_ROWS, map(_INPUTS, events)), np.int64, len(events)))
+        if ends[-1] > _CHUNK_ROWS:
+            cuts = np.unique(np.searchsorted(ends, np.arange(_CHUNK_ROWS, ends[-1], _CHUNK_ROWS),
+                                             side="right"))
+            bounds = [0, *(int(c) for c in cuts if 0 < c < len(events)), len(events)]
+            return pa.concat_tables(
+                [_to_table(events[a:b], policy, salt=salt, rng=rng)
+                 for a, b in pairwise(bounds)],
+                promote_options="permissive")
     return _to_table(events, policy, salt=salt, rng=rng)
 
 
@@ -233,6 +239,8 @@ def _transposed(matrix: Array) -> Array:
     without a copy), copied in blocks of rows that stay in cache: 3-4x ``np.ascontiguousarray``
     on a flush's (100k, 30) matrix."""
     rows = matrix.shape[0]
+    if matrix.shape[1] <= 4 or rows <= _TRANSPOSE_BLOCK:  # a few columns: plain copy is faster
+        return np.ascontiguousarray(matrix.T)
     out = np.empty((matrix.shape[1], rows), matrix.dtype)
     for start in range(0, rows, _TRANSPOSE_BLOCK):
         stop = start + _TRANSPOSE_BLOCK
