@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -80,6 +81,11 @@ class DeltaStore:
         self.options = object_store_options(storage_options, self.root)
         self.name = f"delta:{self.root}"
         self.local = "://" not in self.root
+        # an open table per URI this store appends to: a new append then reads only the commits
+        # since its last one, instead of replaying the whole log (measured 26 ms against 36 ms
+        # per 10k-row append at 50 commits, 65 against 87 at 200)
+        self._handles: dict[str, Any] = {}
+        self._handles_lock = threading.Lock()
 
     def prepare(self) -> None:
         """Import the Delta writer now (about half a second), not at the first flush."""
@@ -112,10 +118,21 @@ class DeltaStore:
 
             Path(uri).mkdir(parents=True, exist_ok=True)
         for attempt in range(_ATTEMPTS):
+            with self._handles_lock:
+                handle = self._handles.pop(uri, None)
             try:
-                write_deltalake(uri, table, mode="append", partition_by=["date"],
-                                schema_mode="merge", storage_options=self.options or None,
-                                writer_properties=_writer_properties())
+                if handle is not None:  # newer commits of other writers: delta-rs checks the
+                    # append against them and commits after them, as with a URI
+                    write_deltalake(handle, table, mode="append", partition_by=["date"],
+                                    schema_mode="merge", writer_properties=_writer_properties())
+                else:
+                    write_deltalake(uri, table, mode="append", partition_by=["date"],
+                                    schema_mode="merge", storage_options=self.options or None,
+                                    writer_properties=_writer_properties())
+                    handle = _quietly(self._table, uri)  # (never a reason to write again)
+                if handle is not None:
+                    with self._handles_lock:  # kept only after a successful append
+                        self._handles[uri] = handle
                 return
             except (CommitFailedError, DeltaError) as exc:
                 # another process committed the same version first (or created the table at
@@ -202,7 +219,8 @@ class DeltaStore:
         return report
 
     def close(self) -> None:
-        return None
+        with self._handles_lock:
+            self._handles.clear()
 
 
 _DICTIONARY_COLUMNS = ("model", "version", "endpoint", "variant", "source", "label")
@@ -217,6 +235,13 @@ def _writer_properties() -> Any:
         default_column_properties=ColumnProperties(dictionary_enabled=False),
         column_properties={c: ColumnProperties(dictionary_enabled=True)
                            for c in _DICTIONARY_COLUMNS})
+
+
+def _quietly(load: Any, uri: str) -> Any:
+    try:
+        return load(uri)
+    except Exception:  # the next append opens the table by its URI again
+        return None
 
 
 def _retryable(exc: Exception) -> bool:
