@@ -86,13 +86,16 @@ def test_a_canary_whose_candidate_starts_failing_is_rolled_back(
     flag = tmp_path / "candidate-broken"
     register(home, OffsetModel(0.0), alias="production")
     register(home, OffsetModel(1000.0, fail_flag=str(flag)))
-    server = start_server(home, "calc", "--workers", "2", "--poll-interval", "0.2",
-                          "--allow-admin-routes")
+    # the endpoint exists before the server starts, so every worker that accepts a connection
+    # has read it (created under a running server, a worker learns of it within its 0.25 s
+    # poll: a request reaching the other worker in between is a 404, not a canary failure)
     created = cli(home, "endpoint", "create", "calc-ep", "--variant", "stable=calc@production",
                   "--variant", "canary=calc:2", "--policy", "canary", "--candidate", "canary",
                   "--steps", "30,100", "--interval", "3s", "--min-requests", "5",
                   "--max-failed-checks", "1", "--max-error-rate", "0.05")
     assert created.returncode == 0, created.stderr
+    server = start_server(home, "calc", "--workers", "2", "--poll-interval", "0.2",
+                          "--allow-admin-routes")
     load = Load(server.url, "calc-ep")
     load.start()
     try:
