@@ -112,14 +112,17 @@ def test_a_canary_whose_candidate_starts_failing_is_rolled_back(
         time.sleep(2.0)
     finally:
         load.finish()
-    failures = [s for s in load.seen if s[1] != 200]
+    # 503 is the server shedding load (a busy machine: "try again"), not a model's failure
+    shed = [s for s in load.seen if s[1] == 503]
+    failures = [s for s in load.seen if s[1] not in (200, 503)]
     assert failures, "the candidate never failed: the test proves nothing"
-    assert all(s[2] == "canary" for s in failures)
+    assert [s for s in failures if s[2] != "canary"] == [], failures[:5]
+    assert len(shed) < len(load.seen) / 10, shed[:3]
     # every failure happened inside the check window that caught it (plus the 0.25 s it
     # takes a worker to see the rollback); none after
     late = [s for s in failures if s[0] > rolled_back_at + 0.5]
     assert late == [], late[:3]
-    after = [s for s in load.seen if s[0] > rolled_back_at + 0.5]
+    after = [s for s in load.seen if s[0] > rolled_back_at + 0.5 and s[1] != 503]
     assert after and {s[2] for s in after} == {"stable"} and {s[1] for s in after} == {200}
     assert "error rate" in endpoint.state.reason
     with home.registry() as reg:
