@@ -104,13 +104,39 @@ def _list(args: argparse.Namespace) -> int:
     store, registry = _store(args)
     try:
         keys = [k.public() for k in store.load() if args.all or k.active]
+        used = _rows_today(registry)
     finally:
         if registry is not None:
             registry.close()
+    for key in keys:
+        key["rows_today"] = used.get(key["id"], 0)
     rows = [dict(row, scopes=",".join(row["scopes"]),
-                 state="revoked" if row["revoked_at"] else "active") for row in keys]
-    emit(args, keys, table(rows, ["id", "name", "scopes", "state", "created_at"]))
+                 state="revoked" if row["revoked_at"] else "active",
+                 limits=_limits_text(row["limits"])) for row in keys]
+    emit(args, keys, table(rows, ["id", "name", "scopes", "state", "limits", "rows_today",
+                                  "created_at"]))
     return 0
+
+
+def _rows_today(registry: Registry | None) -> dict[str, int]:
+    """Rows each key predicted today (UTC) on every server of the registry, as the servers
+    last wrote them (every ``auth.refresh_s``); none for a keys file."""
+    if registry is None:
+        return {}
+    from datetime import UTC, datetime
+
+    from modelport.serving.limits import SqlUsageStore
+
+    return SqlUsageStore(registry.engine()).add(datetime.now(UTC).toordinal(), {})
+
+
+def _limits_text(limits: dict[str, Any]) -> str:
+    parts = []
+    if limits.get("requests_per_s") is not None:
+        parts.append(f"{limits['requests_per_s']:g}/s")
+    if limits.get("rows_per_day") is not None:
+        parts.append(f"{limits['rows_per_day']} rows/day")
+    return ", ".join(parts) or "server default"
 
 
 def _user() -> str:

@@ -136,6 +136,16 @@ api_keys = sa.Table(
     sa.Column("limits", sa.JSON, nullable=False),
 )
 
+#: Rows each API key had predicted per UTC day (migration 5), summed over every server on the
+#: registry: daily quotas survive restarts and are shared (serving/limits.py)
+key_usage = sa.Table(
+    "modelport_key_usage",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+)
+
 #: The monitor's configuration (migration 4): the applied rules document, one row per revision.
 monitor_config = sa.Table(
     "modelport_monitor_config",
@@ -208,11 +218,16 @@ def _add_monitor(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _add_key_usage(conn: Connection) -> None:
+    key_usage.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "models, versions, aliases, audit, state", _create_baseline),
     Migration(2, "rollout endpoints, endpoint statistics, bandit arms", _create_endpoints),
     Migration(3, "API keys of the serving edge (hashed)", _add_api_keys),
     Migration(4, "monitor configuration, alert states and history", _add_monitor),
+    Migration(5, "rows predicted per API key and day (shared daily quotas)", _add_key_usage),
 )
 LATEST_SCHEMA = MIGRATIONS[-1].version
 

@@ -30,7 +30,13 @@ from modelport.errors import (
 from modelport.serving.auth import FileKeyStore, KeyStore, KeyTable, Principal, SqlKeyStore
 from modelport.serving.auth_config import AuthConfig
 from modelport.serving.http_errors import MethodNotAllowed, Protocol
-from modelport.serving.limits import BadTokenLimiter, CallerLimits
+from modelport.serving.limits import (
+    BadTokenLimiter,
+    CallerLimits,
+    LimitTable,
+    SqlUsageStore,
+    UsageSync,
+)
 from modelport.serving.routes import GRPC_SCOPES, ROUTES, RouteTable, Scope, grants
 
 if TYPE_CHECKING:
@@ -73,7 +79,8 @@ class AccessControl:
 
     def __init__(self, config: AuthConfig, *, store: KeyStore | None = None,
                  oidc: OidcVerifier | None = None, routes: RouteTable | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 usage: UsageSync | None = None) -> None:
         self.config = config
         self.enabled = config.is_on
         self.store = store
@@ -84,10 +91,13 @@ class AccessControl:
                                    default_rows_per_day=config.default_rows_per_day, clock=clock)
         self.bad_tokens = BadTokenLimiter(burst=config.bad_token_burst,
                                           rate=config.bad_token_per_s, clock=clock)
+        #: where daily row counts are summed across servers; ``None``: this process only
+        self.usage = usage
 
     @classmethod
     def from_config(cls, config: AuthConfig, engine: Any = None) -> AccessControl:
-        """Keys from ``config.keys_file`` or, without one, the registry database ``engine``."""
+        """Keys from ``config.keys_file`` or, without one, the registry database ``engine``;
+        daily row counts in that database."""
         store: KeyStore | None = None
         if config.is_on:
             if config.keys_file:
@@ -99,7 +109,21 @@ class AccessControl:
             from modelport.serving.oidc import OidcVerifier  # joserfc: only when configured
 
             oidc = OidcVerifier(config)
-        return cls(config, store=store, oidc=oidc)
+        usage = SqlUsageStore(engine) if config.is_on and engine is not None else None
+        return cls(config, store=store, oidc=oidc, usage=usage)
+
+    def share_limits(self, path: str, *, syncs: bool) -> None:
+        """Count rates and quotas in the limits file every worker of one server maps;
+        ``syncs``: this worker exchanges the day's row counts with the database."""
+        self.limits.table.close()
+        self.limits.table = LimitTable(path)
+        if not syncs:
+            self.usage = None
+
+    def sync_usage(self) -> None:
+        """Send this host's new row counts to the database, take every server's (blocking)."""
+        if self.usage is not None:
+            self.limits.sync(self.usage)
 
     def refresh(self) -> None:
         """Re-read keys (and the JWKS): revocations and new keys take effect (blocking)."""

@@ -168,6 +168,7 @@ class ServingApp:
             await run_sync(None, self.load_models)
         if self.access.enabled:
             await run_sync(None, self.access.refresh)
+            await self._sync_usage()
             self._keys_refresher = asyncio.get_running_loop().create_task(self._refresh_keys())
         self._startup_served = frozenset(self.served)
         for hook in self.on_startup:
@@ -229,6 +230,14 @@ class ServingApp:
                 await run_sync(None, self.access.refresh)
             except Exception as exc:  # keep the keys we have
                 log.warning("re-reading API keys failed (the previous keys stay): %s", exc)
+            await self._sync_usage()
+
+    async def _sync_usage(self) -> None:
+        try:
+            await run_sync(None, self.access.sync_usage)
+        except Exception as exc:  # counted here until the next try
+            log.warning("counting API key rows in the registry failed (retried in %gs): %s",
+                        self.config.auth.refresh_s, exc)
 
     async def _cors(self, scope: dict[str, Any], send: Any) -> Any:
         """Answer a CORS preflight (returns None), or wrap ``send`` to add the CORS headers."""
@@ -691,8 +700,7 @@ def create_app(service: InferenceService, config: ServeConfig | None = None, *,
     defences = Defences(config.defences, metrics.registry)
     app.defences = defences if defences.active else None
     if config.auth.is_on:
-        engine = None if config.auth.keys_file else service.registry.engine()
-        app.access = AccessControl.from_config(config.auth, engine=engine)
+        app.access = AccessControl.from_config(config.auth, engine=service.registry.engine())
     return app
 
 

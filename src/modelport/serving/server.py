@@ -145,12 +145,13 @@ def limit_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
-def build_app(config: ServeConfig, settings: Settings, *, shared_ports: bool = False
-              ) -> ServingApp:
+def build_app(config: ServeConfig, settings: Settings, *, shared_ports: bool = False,
+              limits_file: str | None = None, syncs_usage: bool = True) -> ServingApp:
     """Registry, service and app for one worker, with every model loaded (blocking).
 
     ``shared_ports``: this worker is one of several sharing the gRPC port (SO_REUSEPORT), which
-    the supervisor has reserved."""
+    the supervisor has reserved. ``limits_file``: the per-key rate and quota counts the
+    workers share (``syncs_usage``: this one exchanges them with the registry database)."""
     from modelport.core.service import InferenceService
     from modelport.registry import Registry
     from modelport.serving.app import create_app
@@ -166,6 +167,8 @@ def build_app(config: ServeConfig, settings: Settings, *, shared_ports: bool = F
         service.verifier = SignatureVerifier(config.signatures.public_keys,
                                              required=config.signatures.required)
     app = create_app(service, config)
+    if limits_file is not None and app.access.enabled:
+        app.access.share_limits(limits_file, syncs=syncs_usage)
     # offline serving: /lookup routes (serving/lookup.py) when MODELPORT_LOOKUP names a file
     mount_lookup(app)
     # prediction log (serve --log) and the feedback routes (serving/feedback.py)
@@ -299,7 +302,8 @@ def tls_options(tls: TlsConfig) -> dict[str, Any]:
 # ------------------------------------------------------------------------ many workers
 def _worker_main(config: ServeConfig, settings: Settings, port: int, report: Any,
                  log_levels: dict[str, int], index: int,
-                 listener: socket.socket | None = None) -> None:
+                 listener: socket.socket | None = None, limits_file: str | None = None
+                 ) -> None:
     """One worker: accepts from ``listener`` (the supervisor's shared socket), or from its own
     ``SO_REUSEPORT`` socket on ``port`` when there is none."""
     from modelport.serving import logs
@@ -311,7 +315,9 @@ def _worker_main(config: ServeConfig, settings: Settings, port: int, report: Any
         sock = listener if listener is not None else bind_socket(config.host, port,
                                                                  reuse_port=True)
         limit_threads(config.model_threads)
-        app = build_app(config, settings, shared_ports=True)
+        # the first worker (restarted as the first) syncs the day's row counts
+        app = build_app(config, settings, shared_ports=True, limits_file=limits_file,
+                        syncs_usage=index == 0)
     except ModelportError as exc:
         report.put(("failed", os.getpid(), str(exc)))
         sys.exit(1)
@@ -360,6 +366,10 @@ class _Supervisor:
             if stale.endswith(".db"):
                 os.remove(os.path.join(metrics_dir, stale))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        # per-key rates and quotas: one count for every worker (serving/limits.py)
+        limits_file = os.path.join(metrics_dir, "limits.bin")
+        if os.path.exists(limits_file):
+            os.remove(limits_file)
         os.environ["OMP_NUM_THREADS"] = str(config.model_threads)
         ctx = multiprocessing.get_context("spawn")
         report = ctx.Queue()
@@ -373,7 +383,7 @@ class _Supervisor:
         def start(index: int) -> Any:
             proc = ctx.Process(target=_worker_main, name=f"modelport-worker-{index}",
                                args=(config, self.settings, port, report, dict(levels), index,
-                                     listener))
+                                     listener, limits_file))
             proc.start()
             return proc
 
