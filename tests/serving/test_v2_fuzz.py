@@ -103,3 +103,14 @@ def test_grpc_tensor_decoding_never_fails_unexpectedly(model: Model,
             tensor.contents.fp64_contents.extend(floats)
     with contextlib.suppress(ModelportError):
         batch_from_tensors(model.signature, decode_inputs(request))
+
+
+@pytest.mark.parametrize(("datatype", "value"), [("FP16", 65520), ("FP16", -1e6),
+                                                 ("FP32", 1e300), ("INT8", 300)])
+def test_a_json_value_outside_its_datatype_is_refused_not_made_infinite(
+        datatype: str, value: float) -> None:
+    tensor = {"name": "f0", "datatype": datatype, "shape": [1], "data": [value]}
+    with pytest.raises(ModelportError, match=f"outside the range of {datatype}"):
+        v2._decode_tensor(tensor, memoryview(b""), 0)
+    fits = {"name": "f0", "datatype": datatype, "shape": [2], "data": [1, 1e-60]}
+    assert v2._decode_tensor(fits, memoryview(b""), 0)[0].tolist()[0] == 1  # underflow is 0

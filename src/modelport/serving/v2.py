@@ -235,9 +235,12 @@ def _decode_tensor(tensor: Mapping[str, Any], binary: memoryview, offset: int
         try:
             if datatype == "BYTES":
                 flat = np.array(_flatten(data), dtype=object)
+            elif dtype.kind == "f" and dtype.itemsize < 8:  # 70000 as FP16: refused, not inf
+                with np.errstate(over="raise"):
+                    flat = np.asarray(data, dtype=dtype).reshape(-1)
             else:
                 flat = np.asarray(data, dtype=dtype).reshape(-1)
-        except OverflowError:
+        except (OverflowError, FloatingPointError):
             raise InvalidInputError(
                 f"input {name!r}: a value is outside the range of {datatype}", field=name
             ) from None
