@@ -652,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accept", default="default",
                         choices=["default", "shared", "reuseport", "both"],
                         help="modelport's accept model with several workers")
+    parser.add_argument("--interleave", action="store_true",
+                        help="run the servers side by side, taking turns round by round (for "
+                        "ratios between them on a machine whose speed drifts)")
     parser.add_argument("--generator", default="auto", choices=["auto", "wrk", "python"])
     parser.add_argument("--server-cpus", help="taskset CPU list for the servers, e.g. 0-11")
     parser.add_argument("--load-cpus", help="taskset CPU list for the load generators")
@@ -724,53 +727,74 @@ def main(argv: list[str] | None = None) -> int:
 def run_cells(specs: list[Spec], workers_list: list[int], levels: list[int],
               protocols: list[str], reqs: dict[str, Request], loadgen: Load, work: Path,
               env: dict[str, str], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every server at every worker count: its protocols at every connection count."""
+    """Every server at every worker count: its protocols at every connection count.
+
+    ``--interleave``: the servers run side by side and take turns round by round (a, h, a, h,
+    ...), so a ratio between two of them is not skewed by the machine drifting over the run;
+    otherwise one server at a time runs all its rounds."""
     results: list[dict[str, Any]] = []
+    groups = [specs] if args.interleave else [[spec] for spec in specs]
     for workers in workers_list:
-        for spec in specs:
-            port = _free_port()
-            proc = start(spec, work, env, workers, port, args.server_cpus)
-            names = (protocols if spec.kind == "a" else [ROLLOUT[spec.kind][1]]
-                     if spec.kind in ROLLOUT else [LOGGED[spec.kind][1]]
-                     if spec.kind in LOGGED else [AUTHED[spec.kind][1]]
-                     if spec.kind in AUTHED else ["baseline"])
+        for group in groups:
+            procs: dict[str, tuple[Any, int]] = {}
             try:
-                wait_until_answering(port, reqs[names[0]], proc, workers)
-                pids = _tree(proc.pid)
+                for spec in group:
+                    port = _free_port()
+                    procs[spec.label] = (start(spec, work, env, workers, port,
+                                               args.server_cpus), port)
+                    wait_until_answering(port, reqs[_names(spec, protocols)[0]],
+                                         procs[spec.label][0], workers)
                 for round_ in range(args.rounds):
-                    # rotate: a cell's figures drift with its position in the run (CPU time
-                    # per request of one protocol varied 1.45x within one 16-core run), so
-                    # no protocol may always take the first place
-                    shift = round_ % len(names)
-                    for c in levels:
-                        for name in names[shift:] + names[:shift]:
-                            r = loadgen.run(port, reqs[name], c, _tree(proc.pid))
-                            cell = {"server": spec.label, "kind": spec.kind,
-                                    "accept": spec.accept, "protocol": name,
-                                    "workers": workers, "loaders": loadgen.loaders,
-                                    "connections": c, **r}
-                            best = next((x for x in results if _same_cell(x, cell)), None)
-                            seen = [*(best or {}).get("rounds", []),
-                                    {"rps": r["rps"], "cpu_us": r["cpu_us_per_request"]}]
-                            if best is None:
-                                results.append(cell)
-                                best = cell
-                            elif r["rps"] > best["rps"]:
-                                best.update(cell)
-                            best["rounds"] = seen  # every round's figures, in run order
-                            print(f"  {spec.label:<28} {name:<9} w={workers:<2} "
-                                  f"{loadgen.loaders}x{c:<3} {r['rps']:>9.0f} req/s  "
-                                  f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-                                  f"cpu {r['cpu_us_per_request']:5.0f} us/req  "
-                                  f"errors {r['errors']}", file=sys.stderr, flush=True)
-                pids = _tree(proc.pid)
-                rss = _rss_mib(pids)
-                for cell in results:
-                    if cell["server"] == spec.label and cell["workers"] == workers:
-                        cell["rss_mib_per_worker"] = rss / workers
+                    turn = round_ % len(group)
+                    for spec in group[turn:] + group[:turn]:
+                        proc, port = procs[spec.label]
+                        names = _names(spec, protocols)
+                        # rotate: a cell's figures drift with its position in the run (CPU time
+                        # per request of one protocol varied 1.45x within one 16-core run), so
+                        # no protocol may always take the first place
+                        shift = round_ % len(names)
+                        for c in levels:
+                            for name in names[shift:] + names[:shift]:
+                                _run_cell(results, spec, name, workers, c, proc, port, reqs,
+                                          loadgen)
+                for spec in group:
+                    rss = _rss_mib(_tree(procs[spec.label][0].pid))
+                    for cell in results:
+                        if cell["server"] == spec.label and cell["workers"] == workers:
+                            cell["rss_mib_per_worker"] = rss / workers
             finally:
-                stop(proc)
+                for proc, _ in procs.values():
+                    stop(proc)
     return results
+
+
+def _names(spec: Spec, protocols: list[str]) -> list[str]:
+    """The requests a server is asked with (the protocols for plain modelport)."""
+    if spec.kind == "a":
+        return protocols
+    for table in (ROLLOUT, LOGGED, AUTHED):
+        if spec.kind in table:
+            return [table[spec.kind][1]]
+    return ["baseline"]
+
+
+def _run_cell(results: list[dict[str, Any]], spec: Spec, name: str, workers: int, c: int,
+              proc: Any, port: int, reqs: dict[str, Request], loadgen: Load) -> None:
+    r = loadgen.run(port, reqs[name], c, _tree(proc.pid))
+    cell = {"server": spec.label, "kind": spec.kind, "accept": spec.accept, "protocol": name,
+            "workers": workers, "loaders": loadgen.loaders, "connections": c, **r}
+    best = next((x for x in results if _same_cell(x, cell)), None)
+    seen = [*(best or {}).get("rounds", []), {"rps": r["rps"], "cpu_us": r["cpu_us_per_request"]}]
+    if best is None:
+        results.append(cell)
+        best = cell
+    elif r["rps"] > best["rps"]:
+        best.update(cell)
+    best["rounds"] = seen  # every round's figures, in run order
+    print(f"  {spec.label:<28} {name:<9} w={workers:<2} {loadgen.loaders}x{c:<3} "
+          f"{r['rps']:>9.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+          f"cpu {r['cpu_us_per_request']:5.0f} us/req  errors {r['errors']}", file=sys.stderr,
+          flush=True)
 
 
 def _same_cell(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -807,6 +831,17 @@ def rollout_targets(cells: list[dict[str, Any]],
             lines.append(f"  target: {what} p99 added at w={c['workers']} c=1 = {added:+.3f} ms "
                          f"({rule}): {'met' if added < limit else 'MISSED'}")
     return lines
+
+
+def _paired(cell: dict[str, Any], base: dict[str, Any]) -> str:
+    """With --rounds N: the median over rounds of each round's ratio to the base's same round
+    (with --interleave the two ran back to back in every round)."""
+    ours, theirs = cell.get("rounds", []), base.get("rounds", [])
+    if len(ours) < 2 or len(ours) != len(theirs):
+        return ""
+    rps = statistics.median(o["rps"] / t["rps"] for o, t in zip(ours, theirs, strict=True))
+    cpu = statistics.median(o["cpu_us"] / t["cpu_us"] for o, t in zip(ours, theirs, strict=True))
+    return f"; median of {len(ours)} paired rounds {rps:.3f}x req/s, cpu {cpu:.3f}x"
 
 
 def print_report(report: dict[str, Any], workers_list: list[int], levels: list[int]) -> None:
@@ -849,7 +884,8 @@ def print_report(report: dict[str, Any], workers_list: list[int], levels: list[i
             if c["kind"] in LOGGED and b is not None:
                 print(f"  {c['server']:<36} w={c['workers']:<2} {c['loaders']}x"
                       f"{c['connections']:<3} {c['rps'] / b['rps']:5.2f}x req/s  cpu "
-                      f"{c['cpu_us_per_request']:.0f} vs {b['cpu_us_per_request']:.0f} us/req")
+                      f"{c['cpu_us_per_request']:.0f} vs {b['cpu_us_per_request']:.0f} us/req"
+                      f"{_paired(c, b)}")
     if plain and any(c["kind"] in AUTHED for c in cells):
         print("\nauthentication (an API key checked on every request) / the same server without "
               "it, simple JSON, same workers and connections (target >= 0.97x req/s at c=64):")
@@ -858,7 +894,8 @@ def print_report(report: dict[str, Any], workers_list: list[int], levels: list[i
             if c["kind"] in AUTHED and b is not None:
                 print(f"  {c['server']:<36} w={c['workers']:<2} {c['loaders']}x"
                       f"{c['connections']:<3} {c['rps'] / b['rps']:5.2f}x req/s  cpu "
-                      f"{c['cpu_us_per_request']:.0f} vs {b['cpu_us_per_request']:.0f} us/req")
+                      f"{c['cpu_us_per_request']:.0f} vs {b['cpu_us_per_request']:.0f} us/req"
+                      f"{_paired(c, b)}")
     if plain and any(c["kind"] in ROLLOUT for c in cells):
         print("\nendpoints / the plain model on the same route shape (simple JSON), same "
               "workers and connections (targets: canary >= 0.95x req/s at c=64, < 1 ms added "

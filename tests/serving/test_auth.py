@@ -295,3 +295,27 @@ def test_clients_sending_bad_tokens_are_slowed_down(served: Served) -> None:
         client.infer("sum", _grpc_inputs(), headers=_bearer("mp_000000000000_guess"))
     assert grpc_blocked.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
     client.close()
+
+
+def test_a_checked_key_is_remembered_per_scope_and_forgotten_when_revoked(
+        tmp_path: Path) -> None:
+    from modelport.errors import AuthenticationError, PermissionDeniedError
+    from modelport.serving.access import AccessControl
+    from modelport.serving.auth_config import AuthConfig
+
+    store = FileKeyStore(tmp_path / "keys.json")
+    token, key = new_key("app", ["predict"])
+    store.add(key)
+    access = AccessControl(AuthConfig(enabled=True), store=store)
+    access.refresh()
+    bearer = f"Bearer {token}".encode()
+    first = access.check(bearer, "predict", "/predict/m", "127.0.0.1")
+    assert access.check(bearer, "predict", "/predict/m", "127.0.0.1") is first  # remembered
+    with pytest.raises(PermissionDeniedError):  # remembered for predict, not for admin
+        access.check(bearer, "admin", "/v2/repository/models/m/load", "127.0.0.1")
+    with pytest.raises(PermissionDeniedError):  # and refused again, not let in by the memo
+        access.check(bearer, "admin", "/v2/repository/models/m/load", "127.0.0.1")
+    store.revoke("app")
+    access.refresh()
+    with pytest.raises(AuthenticationError):
+        access.check(bearer, "predict", "/predict/m", "127.0.0.1")

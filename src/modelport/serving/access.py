@@ -93,6 +93,12 @@ class AccessControl:
                                           rate=config.bad_token_per_s, clock=clock)
         #: where daily row counts are summed across servers; ``None``: this process only
         self.usage = usage
+        #: (Authorization value, scope) → the API key's principal, once checked: the next
+        #: request with it costs one lookup (emptied when keys are re-read). Keyed by the value
+        #: itself, as the JWT cache is: a lookup compares bytes only after a match of the
+        #: process's randomized 64-bit string hash, which a guesser cannot aim at
+        self.quotas = config.is_on
+        self._granted: dict[tuple[bytes, str], tuple[Principal, bool]] = {}  # (…, rated)
 
     @classmethod
     def from_config(cls, config: AuthConfig, engine: Any = None) -> AccessControl:
@@ -128,7 +134,12 @@ class AccessControl:
     def refresh(self) -> None:
         """Re-read keys (and the JWKS): revocations and new keys take effect (blocking)."""
         if self.store is not None:
-            self.keys = KeyTable(self.store.load())
+            keys = self.store.load()
+            self.keys = KeyTable(keys)
+            self._granted = {}  # revoked keys stop working now
+            #: whether any request may count against a daily row quota
+            self.quotas = self.limits.default_rows is not None or any(
+                k.limits.rows_per_day is not None for k in keys)
         if self.oidc is not None and self.oidc._keys is None:
             self.oidc.load()
 
@@ -156,8 +167,15 @@ class AccessControl:
             return None
         if needed == "public" or (path == "/metrics" and self.config.public_metrics):
             return None
-        principal = self.authenticate(_authorization(scope), scope)
-        self.authorize(principal, needed, path)
+        authorization = None
+        for key, value in scope["headers"]:  # Authorization, or X-API-Key as a bearer
+            if key == b"authorization":
+                authorization = bytes(value)
+                break
+            if key == b"x-api-key":
+                authorization = b"Bearer " + bytes(value)
+                break
+        principal = self.check(authorization, needed, path, scope)
         scope[PRINCIPAL_KEY] = principal
         return principal
 
@@ -179,11 +197,31 @@ class AccessControl:
                 if key == "x-api-key":
                     token = b"Bearer " + token
                 break
-        principal = self.authenticate(token, _peer_host(peer))
-        self.authorize(principal, needed, method)
-        return principal
+        return self.check(token, needed, method, _peer_host(peer))
 
     # ------------------------------------------------------------------ shared
+    def check(self, authorization: bytes | None, needed: Scope, what: str,
+              client: str | dict[str, Any]) -> Principal:
+        """Authenticate and authorize one request (and count it against the key's rate)."""
+        granted = None
+        if authorization is not None:
+            granted = (authorization, needed)
+            known = self._granted.get(granted)
+            if known is not None:
+                if self.bad_tokens.active:  # a client out of bad tries waits even so
+                    self.bad_tokens.check(_client(client))
+                if known[1]:
+                    self.limits.admit(known[0])
+                return known[0]
+        principal = self.authenticate(authorization, client)
+        self.authorize(principal, needed, what)
+        if granted is not None and not principal.key_id.startswith("jwt:"):  # JWTs expire
+            if len(self._granted) >= _GRANTED_MAX:
+                self._granted = {}
+            self._granted[granted] = (principal, principal.limits.requests_per_s is not None
+                                      or self.limits.default_rps is not None)
+        return principal
+
     def authenticate(self, authorization: bytes | None, client: str | dict[str, Any]
                      ) -> Principal:
         """The principal of ``authorization``; ``client`` (an address, or the ASGI scope to
@@ -224,20 +262,15 @@ class AccessControl:
             self.limits.charge_rows(principal, rows)
 
 
+#: checked Authorization values kept (a client cycling through keys only empties the memo)
+_GRANTED_MAX = 4096
+
+
 def _admin_off() -> PermissionDeniedError:
     return PermissionDeniedError(
         "admin routes are off on a server without authentication; start it with --auth and "
         "use a key with the admin scope ('modelport auth create-key --scope admin --name "
         "NAME'), or with --allow-admin-routes")
-
-
-def _authorization(scope: dict[str, Any]) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            return bytes(value)
-        if key == b"x-api-key":
-            return b"Bearer " + bytes(value)
-    return None
 
 
 def _peer_host(peer: str) -> str:

@@ -449,7 +449,7 @@ class ServingApp:
                     f"{batch.n_rows} rows in one request; the limit is {self._max_rows}. Split "
                     "the rows over several requests")
             t_submit = time.perf_counter()
-            if PRINCIPAL_KEY in scope:
+            if self.access.quotas and PRINCIPAL_KEY in scope:
                 self.access.charge_rows(scope[PRINCIPAL_KEY], batch.n_rows)
             flagged = self.defences.inspect(name, model, batch, _caller(scope)) \
                 if self.defences is not None else None

@@ -314,11 +314,9 @@ class BadTokenLimiter:
         self._clock = clock
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._max = max_clients
+        #: whether any client has sent a bad token yet (else :meth:`check` has nothing to do)
+        self.active = False
 
-    @property
-    def active(self) -> bool:
-        """Whether any client has sent a bad token yet (else :meth:`check` has nothing to do)."""
-        return bool(self._buckets)
 
     def check(self, client: str) -> None:
         """Before checking a token: refuse a client whose bad tries are used up."""
@@ -338,6 +336,7 @@ class BadTokenLimiter:
         bucket = self._buckets.get(client)
         if bucket is None:
             bucket = self._buckets[client] = TokenBucket(self.rate, self.burst, now)
+            self.active = True
             if len(self._buckets) > self._max:
                 self._buckets.popitem(last=False)
         bucket.take(now)
