@@ -10,6 +10,7 @@ answers and which variants shadow it. Pure — no I/O, no model calls; randomnes
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from modelport.rollout.spec import EndpointSpec, EndpointState
 _CANARY_SALT = ":canary"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The variant that answers (``variant`` → model reference ``ref``), the variants that get
     a copy of the request (``shadows``), and why (``reason``: the policy's rule that applied)."""
@@ -45,6 +46,12 @@ def decide(spec: EndpointSpec, state: EndpointState, key: str | bytes | None = N
     return Decision(spec.name, variant, spec.variants[variant], spec.shadows, reason)
 
 
+@functools.lru_cache(maxsize=512)
+def _share_reason(side: str, weight: float) -> str:
+    """``canary share 5%`` (made once per share: the canary asks for it on every request)."""
+    return f"{side} share {weight:g}%"
+
+
 def _answering(spec: EndpointSpec, state: EndpointState, key: str | bytes | None,
                rng: random.Random | None, arms: Mapping[str, ArmStats] | None
                ) -> tuple[str, str]:
@@ -61,8 +68,8 @@ def _answering(spec: EndpointSpec, state: EndpointState, key: str | bytes | None
             return (spec.stable if "@" in stable_ref else spec.candidate), "promoted"
         point = _point(key, spec.salt + _CANARY_SALT, rng)
         if point * 100.0 < state.weight:
-            return spec.candidate, f"canary share {state.weight:g}%"
-        return spec.stable, f"stable share {100 - state.weight:g}%"
+            return spec.candidate, _share_reason("canary", state.weight)
+        return spec.stable, _share_reason("stable", 100 - state.weight)
     if policy == "split":
         weights = [(v, spec.weights.get(v, 0.0)) for v in spec.answering()]
         return pick(weights, _point(key, spec.salt, rng)), "split"

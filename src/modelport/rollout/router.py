@@ -17,7 +17,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,20 +38,16 @@ log = logging.getLogger("modelport.rollout")
 Quality = Callable[[Endpoint, float, float], float | None]
 
 
-@dataclass(frozen=True)
 class Routed:
     """A decision with the runner that answers it."""
 
-    decision: Decision
-    runner: Runner
+    __slots__ = ("decision", "endpoint", "runner", "variant")
 
-    @property
-    def endpoint(self) -> str:
-        return self.decision.endpoint
-
-    @property
-    def variant(self) -> str:
-        return self.decision.variant
+    def __init__(self, decision: Decision, runner: Runner) -> None:
+        self.decision = decision
+        self.runner = runner
+        self.endpoint = decision.endpoint
+        self.variant = decision.variant
 
     @property
     def version(self) -> int | None:

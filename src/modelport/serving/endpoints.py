@@ -40,6 +40,9 @@ class HttpEndpoints:
         self.poll_interval = poll_interval
         self._task: asyncio.Task[None] | None = None
         self._keys: dict[str, bytes] = {}
+        #: (endpoint, variant, version) → the answer headers and the JSON body prefix naming them
+        self._answers: dict[tuple[str, str, int | None],
+                            tuple[tuple[tuple[bytes, bytes], ...], bytes]] = {}
 
     async def start(self) -> None:
         try:
@@ -111,14 +114,21 @@ class HttpEndpoints:
         """Count the answer; the headers naming the variant (and, for the plain JSON route,
         ``endpoint`` and ``variant`` at the front of the body)."""
         self.router.observe(routed.endpoint, routed.variant, elapsed_s * 1000.0, ok=status < 500)
-        version = "" if routed.version is None else str(routed.version)
-        headers = [(b"x-modelport-endpoint", routed.endpoint.encode()),
-                   (b"x-modelport-variant", routed.variant.encode()),
-                   (b"x-modelport-version", version.encode())]
+        made = (routed.endpoint, routed.variant, routed.version)
+        known = self._answers.get(made)
+        if known is None:  # the same few per endpoint: made once
+            version = "" if made[2] is None else str(made[2])
+            if len(self._answers) > 1024:
+                self._answers.clear()
+            known = self._answers[made] = (
+                ((b"x-modelport-endpoint", made[0].encode()),
+                 (b"x-modelport-variant", made[1].encode()),
+                 (b"x-modelport-version", version.encode())),
+                b'{"endpoint":' + orjson.dumps(made[0]) + b',"variant":' + orjson.dumps(made[1])
+                + b",")
         if protocol == "simple" and status == 200 and payload.startswith(b"{"):
-            payload = (b'{"endpoint":"' + routed.endpoint.encode() + b'","variant":"'
-                       + routed.variant.encode() + b'",' + payload[1:])
-        return payload, headers
+            payload = known[1] + payload[1:]
+        return payload, list(known[0])
 
 
 class EndpointRoutes:
