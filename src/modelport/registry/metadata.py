@@ -9,6 +9,7 @@ the ``(name, version)`` primary key guards anything that slips past.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -80,6 +81,25 @@ def create_engine(url: str) -> Engine:
     )
 
 
+def _wal(cursor: Any) -> None:
+    """Switch a database to WAL. Converting a new file takes a lock that SQLite does not wait
+    for (no busy handler): when processes open a new registry at once, the losers get 'database
+    is locked' at once. They retry until the busy timeout."""
+    import sqlite3
+
+    deadline = time.monotonic() + _SQLITE_BUSY_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 def _sqlite_transactions(engine: Engine) -> None:
     """Let SQLAlchemy, not pysqlite, issue BEGIN: IMMEDIATE for writes, deferred for reads."""
 
@@ -88,7 +108,7 @@ def _sqlite_transactions(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_SECONDS * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _wal(cursor)
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
