@@ -93,12 +93,13 @@ class AccessControl:
                                           rate=config.bad_token_per_s, clock=clock)
         #: where daily row counts are summed across servers; ``None``: this process only
         self.usage = usage
-        #: (Authorization value, scope) → the API key's principal, once checked: the next
-        #: request with it costs one lookup (emptied when keys are re-read). Keyed by the value
-        #: itself, as the JWT cache is: a lookup compares bytes only after a match of the
-        #: process's randomized 64-bit string hash, which a guesser cannot aim at
+        #: whether any request may count against a daily row quota (known at each refresh)
         self.quotas = config.is_on
-        self._granted: dict[tuple[bytes, str], tuple[Principal, bool]] = {}  # (…, rated)
+        #: (Authorization value, scope) → the API key's principal and request rate, once
+        #: checked: the next request with it costs one lookup (emptied when keys are re-read).
+        #: Keyed by the value itself, as the JWT cache is: a lookup compares bytes only after a
+        #: match of the process's randomized 64-bit string hash, which a guesser cannot aim at
+        self._granted: dict[tuple[bytes, str], tuple[Principal, float | None]] = {}
 
     @classmethod
     def from_config(cls, config: AuthConfig, engine: Any = None) -> AccessControl:
@@ -137,7 +138,6 @@ class AccessControl:
             keys = self.store.load()
             self.keys = KeyTable(keys)
             self._granted = {}  # revoked keys stop working now
-            #: whether any request may count against a daily row quota
             self.quotas = self.limits.default_rows is not None or any(
                 k.limits.rows_per_day is not None for k in keys)
         if self.oidc is not None and self.oidc._keys is None:
@@ -210,16 +210,15 @@ class AccessControl:
             if known is not None:
                 if self.bad_tokens.active:  # a client out of bad tries waits even so
                     self.bad_tokens.check(_client(client))
-                if known[1]:
-                    self.limits.admit(known[0])
+                if known[1] is not None:
+                    self.limits.admit(*known)
                 return known[0]
         principal = self.authenticate(authorization, client)
         self.authorize(principal, needed, what)
         if granted is not None and not principal.key_id.startswith("jwt:"):  # JWTs expire
             if len(self._granted) >= _GRANTED_MAX:
                 self._granted = {}
-            self._granted[granted] = (principal, principal.limits.requests_per_s is not None
-                                      or self.limits.default_rps is not None)
+            self._granted[granted] = (principal, self.limits.rate_of(principal))
         return principal
 
     def authenticate(self, authorization: bytes | None, client: str | dict[str, Any]
@@ -252,13 +251,11 @@ class AccessControl:
                 f"{principal.name!r} lacks the {needed!r} scope that {what} needs (it has "
                 f"{', '.join(sorted(principal.scopes)) or 'none'}); create a key with "
                 f"'modelport auth create-key --scope {needed} --name NAME'")
-        if principal.limits.requests_per_s is not None or self.limits.default_rps is not None:
-            self.limits.admit(principal)
+        self.limits.admit(principal, self.limits.rate_of(principal))
 
     def charge_rows(self, principal: Principal | None, rows: int) -> None:
         """Count predicted rows against the caller's daily quota (429 when over)."""
-        if principal is not None and (principal.limits.rows_per_day is not None
-                                      or self.limits.default_rows is not None):
+        if principal is not None:
             self.limits.charge_rows(principal, rows)
 
 

@@ -57,14 +57,25 @@ class TokenBucket:
         self.level = burst
         self.updated = now
 
+    def level_at(self, now: float) -> float:
+        return _refill(self.level, self.updated, self.rate, self.burst, now)
+
     def take(self, now: float, amount: float = 1.0) -> float:
-        level = min(self.burst, self.level + (now - self.updated) * self.rate)
+        self.level, wait = _draw(self.level_at(now), self.rate, amount)
         self.updated = now
-        if level >= amount:
-            self.level = level - amount
-            return 0.0
-        self.level = level
-        return (amount - level) / self.rate
+        return wait
+
+
+def _refill(level: float, updated: float, rate: float, burst: float, now: float) -> float:
+    """A bucket's level at ``now``: ``rate`` per second since ``updated``, at most ``burst``."""
+    return min(burst, level + max(0.0, now - updated) * rate)
+
+
+def _draw(level: float, rate: float, amount: float = 1.0) -> tuple[float, float]:
+    """(the level after, seconds to wait): ``amount`` is taken when the level holds it."""
+    if level >= amount:
+        return level - amount, 0.0
+    return level, (amount - level) / rate
 
 
 # ------------------------------------------------------------------------ the shared table
@@ -177,13 +188,8 @@ class LimitTable:
         with self._locked():
             offset = self._slot(key_id)
             stored, level, updated, day, synced, pending = _SLOT.unpack_from(self._map, offset)
-            level = burst if math.isnan(level) else min(
-                burst, level + max(0.0, now - updated) * rate)
-            wait = 0.0
-            if level >= 1.0:
-                level -= 1.0
-            else:
-                wait = (1.0 - level) / rate
+            level, wait = _draw(burst if math.isnan(level) else _refill(
+                level, updated, rate, burst, now), rate)
             _SLOT.pack_into(self._map, offset, stored, level, now, day, synced, pending)
         return wait
 
@@ -273,9 +279,12 @@ class CallerLimits:
         self._wall = wall_clock
         self.table = table if table is not None else LimitTable()
 
-    def admit(self, principal: Principal) -> None:
-        """Count one request; ``RateLimitedError`` when the key is over its rate."""
-        rate = principal.limits.requests_per_s or self.default_rps
+    def rate_of(self, principal: Principal) -> float | None:
+        """The key's request rate, or the server's default; ``None``: not limited."""
+        return principal.limits.requests_per_s or self.default_rps
+
+    def admit(self, principal: Principal, rate: float | None) -> None:
+        """Count one request at ``rate`` (``rate_of``); ``RateLimitedError`` when over."""
         if rate is None:
             return
         wait = self.table.take(principal.key_id, rate, max(1.0, rate), self._clock())
@@ -317,14 +326,12 @@ class BadTokenLimiter:
         #: whether any client has sent a bad token yet (else :meth:`check` has nothing to do)
         self.active = False
 
-
     def check(self, client: str) -> None:
         """Before checking a token: refuse a client whose bad tries are used up."""
         bucket = self._buckets.get(client)
         if bucket is None:
             return
-        now = self._clock()
-        level = min(bucket.burst, bucket.level + (now - bucket.updated) * bucket.rate)
+        level = bucket.level_at(self._clock())
         if level < 1.0:
             raise RateLimitedError(
                 "too many requests with missing or invalid credentials from this client; "
