@@ -127,7 +127,7 @@ def _rows_today(registry: Registry | None) -> dict[str, int]:
 
     from modelport.serving.limits import SqlUsageStore
 
-    return SqlUsageStore(registry.engine()).add(datetime.now(UTC).toordinal(), {})
+    return SqlUsageStore(registry.engine()).totals(datetime.now(UTC).toordinal())
 
 
 def _limits_text(limits: dict[str, Any]) -> str:

@@ -260,10 +260,24 @@ class SqlUsageStore:
                         rows=t.c.rows + count)).rowcount
                     if not changed:
                         conn.execute(sa.insert(t).values(key_id=key_id, day=day, rows=count))
-                found = conn.execute(sa.select(t.c.key_id, t.c.rows).where(t.c.day == day))
-                return {key_id: int(count) for key_id, count in found}
+                return self._totals(conn, day)
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"counting API key rows in the registry failed: {exc}") from None
+
+    def totals(self, day: int) -> dict[str, int]:
+        """Rows per key id on ``day``, every server's, as last synced."""
+        try:
+            with self.engine.connect() as conn:
+                return self._totals(conn, day)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"reading API key rows from the registry failed: {exc}") from None
+
+    @staticmethod
+    def _totals(conn: sa.Connection, day: int) -> dict[str, int]:
+        from modelport.registry.schema import key_usage as t
+
+        found = conn.execute(sa.select(t.c.key_id, t.c.rows).where(t.c.day == day))
+        return {key_id: int(count) for key_id, count in found}
 
 
 class CallerLimits:
