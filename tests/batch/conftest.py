@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from tests.conftest import moto_s3
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 PG_URL = os.environ.get("MODELPORT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -112,44 +110,10 @@ def redis_prefix() -> Iterator[str]:
     client.close()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3_server() -> Iterator[dict[str, Any]]:
     """A real S3-compatible HTTP server (moto in server mode) with a bucket ``scores``."""
-    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    port = free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    options = {"key": "test", "secret": "test", "endpoint_url": endpoint,
-               "client_kwargs": {"region_name": "us-east-1"}}
-    try:
-        import boto3
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
-                             aws_secret_access_key="test", region_name="us-east-1"
-                             ).create_bucket(Bucket="scores")
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.3)
-        yield {"endpoint": endpoint, "options": options}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with moto_s3("scores") as endpoint:
+        yield {"endpoint": endpoint, "options": {
+            "key": "test", "secret": "test", "endpoint_url": endpoint,
+            "client_kwargs": {"region_name": "us-east-1"}}}

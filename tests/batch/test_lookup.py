@@ -18,8 +18,9 @@ import modelport
 from modelport.batch import JobSpec, run_job
 from modelport.batch.progress import Progress
 from modelport.serving.lookup import LookupEndpoint, load_endpoints
+from tests.conftest import free_port
 
-from .conftest import FEATURES, REDIS_URL, frame, free_port, write_parquet
+from .conftest import FEATURES, REDIS_URL, frame, write_parquet
 
 
 @pytest.fixture

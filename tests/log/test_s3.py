@@ -4,11 +4,6 @@ at once (commits by conditional PUT), reads, feedback and compaction."""
 from __future__ import annotations
 
 import multiprocessing
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,37 +11,14 @@ import pytest
 
 import modelport.log as ml
 from modelport.log.delta import DeltaStore
+from tests.conftest import moto_s3
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict[str, Any]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        import boto3
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
-                             aws_secret_access_key="test", region_name="us-east-1"
-                             ).create_bucket(Bucket="lake")
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.3)
+    with moto_s3("lake") as endpoint:
         yield {"key": "test", "secret": "test", "endpoint_url": endpoint,
                "client_kwargs": {"region_name": "us-east-1"}}
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _writer(options: dict[str, Any], worker: int) -> None:

@@ -7,10 +7,6 @@ test gets a fresh PostgreSQL schema (dropped afterwards), a fresh S3 prefix and 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,17 +17,12 @@ from urllib.parse import quote
 import pytest
 
 from modelport.registry import ModelVersion, Registry
+from tests.conftest import moto_s3
 
 PG_ADMIN_URL = os.environ.get(
     "MODELPORT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BUCKET = "modelport-test"
 STORES = ["sqlite-local", "postgresql-local", "sqlite-s3", "postgresql-s3"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -53,30 +44,8 @@ class S3Server:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """A moto S3 server on a free 127.0.0.1 port, stopped by PID at the end of the session."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    server = S3Server(f"http://127.0.0.1:{port}", BUCKET)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                server.client().create_bucket(Bucket=BUCKET)
-                break
-            except Exception:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.2)
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with moto_s3(BUCKET) as endpoint:
+        yield S3Server(endpoint, BUCKET)
 
 
 @pytest.fixture
