@@ -876,22 +876,20 @@ def print_report(report: dict[str, Any], workers_list: list[int], levels: list[i
                   f"p50 {c['p50_ms']:.2f} vs {b['p50_ms']:.2f} ms{mem}")
     plain = {(c["workers"], c["connections"]): c for c in cells
              if c["kind"] == "a" and c["protocol"] == "simple"}
-    if plain and any(c["kind"] in LOGGED for c in cells):
-        print("\nlogging every prediction (all features, Delta table) / the same server without "
-              "the log, simple JSON, same workers and connections (target >= 0.90x at c=64):")
+    variants = [
+        (LOGGED, "logging every prediction (all features, Delta table) / the same server "
+         "without the log, simple JSON, same workers and connections (target >= 0.90x at c=64)"),
+        (AUTHED, "authentication (an API key checked on every request) / the same server "
+         "without it, simple JSON, same workers and connections (target >= 0.97x req/s at "
+         "c=64)"),
+    ]
+    for kinds, title in variants:
+        if not plain or not any(c["kind"] in kinds for c in cells):
+            continue
+        print(f"\n{title}:")
         for c in cells:
             b = plain.get((c["workers"], c["connections"]))
-            if c["kind"] in LOGGED and b is not None:
-                print(f"  {c['server']:<36} w={c['workers']:<2} {c['loaders']}x"
-                      f"{c['connections']:<3} {c['rps'] / b['rps']:5.2f}x req/s  cpu "
-                      f"{c['cpu_us_per_request']:.0f} vs {b['cpu_us_per_request']:.0f} us/req"
-                      f"{_paired(c, b)}")
-    if plain and any(c["kind"] in AUTHED for c in cells):
-        print("\nauthentication (an API key checked on every request) / the same server without "
-              "it, simple JSON, same workers and connections (target >= 0.97x req/s at c=64):")
-        for c in cells:
-            b = plain.get((c["workers"], c["connections"]))
-            if c["kind"] in AUTHED and b is not None:
+            if c["kind"] in kinds and b is not None:
                 print(f"  {c['server']:<36} w={c['workers']:<2} {c['loaders']}x"
                       f"{c['connections']:<3} {c['rps'] / b['rps']:5.2f}x req/s  cpu "
                       f"{c['cpu_us_per_request']:.0f} vs {b['cpu_us_per_request']:.0f} us/req"
