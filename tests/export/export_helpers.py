@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 MODEL = "churn"
 VERSION = 2
@@ -34,6 +35,16 @@ class Setup:
         env["MODELPORT_HOME"] = str(self.home)
         env["OMP_NUM_THREADS"] = "1"
         return env
+
+    def package(self, target: str, out: Path, *extra: str) -> Path:
+        """``modelport package MODEL:VERSION --target TARGET -o OUT`` against this home."""
+        from modelport.cli.main import main
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MODELPORT_HOME", str(self.home))
+            assert main(["package", f"{MODEL}:{VERSION}", "--target", target, "-o", str(out),
+                         *extra]) == 0
+        return out
 
     def rows(self, start: int = 100, n: int = 100) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = self.frame.iloc[start:start + n].to_dict("records")

@@ -20,18 +20,12 @@ import pytest
 import yaml
 from export_helpers import MODEL, VERSION, Setup, free_port, same_answers
 
-from modelport.cli.main import main
-
 HADOLINT = Path(sys.executable).parent / "hadolint"
 
 
 @pytest.fixture(scope="module")
 def context(setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("docker") / "context"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODELPORT_HOME", str(setup.home))
-        assert main(["package", f"{MODEL}:{VERSION}", "--target", "docker", "-o", str(out)]) == 0
-    return out
+    return setup.package("docker", tmp_path_factory.mktemp("docker") / "context")
 
 
 def _instructions(dockerfile: str) -> list[tuple[str, str]]:

@@ -54,11 +54,7 @@ def _crd_schema(kind: str) -> dict[str, Any]:
 
 
 def _package(setup: Setup, tmp: Path, target: str, *extra: str) -> dict[str, dict[str, Any]]:
-    out = tmp / target
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODELPORT_HOME", str(setup.home))
-        assert main(["package", f"{MODEL}:{VERSION}", "--target", target, "-o", str(out),
-                     *extra]) == 0
+    out = setup.package(target, tmp / target, *extra)
     docs = {}
     for path in sorted(out.glob("*.yaml")):
         text = path.read_text()

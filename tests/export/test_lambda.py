@@ -14,8 +14,6 @@ import httpx
 import pytest
 from export_helpers import MODEL, VERSION, Setup, same_answers
 
-from modelport.cli.main import main
-
 HERE = Path(__file__).resolve().parent
 
 INVOKE = """
@@ -44,11 +42,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def function(setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("lambda") / "function"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODELPORT_HOME", str(setup.home))
-        assert main(["package", f"{MODEL}:{VERSION}", "--target", "lambda", "-o", str(out)]) == 0
-    return out
+    return setup.package("lambda", tmp_path_factory.mktemp("lambda") / "function")
 
 
 def _invoke(function: Path, requests: list[list[Any]], setup: Setup) -> dict[str, Any]:
