@@ -42,7 +42,7 @@ from modelport.registry.refs import parse_ref
 from modelport.rollout.router import Routed
 from modelport.serving import mlflow, openapi, records, triton, v1, v2
 from modelport.serving.access import PRINCIPAL_KEY, AccessControl, actor_of, principal_of
-from modelport.serving.body import header, read_body
+from modelport.serving.body import header, query_param, read_body
 from modelport.serving.config import ServeConfig
 from modelport.serving.defences import OOD_HEADER, Defences
 from modelport.serving.endpoints import EndpointRoutes, HttpEndpoints
@@ -646,7 +646,7 @@ class ServingApp:
     def _invocations_model(self, scope: dict[str, Any]) -> str:
         """``?model=`` names the model of ``/invocations``; without it, the configured default
         (``serve --invocations-model``) or the only model served."""
-        name = _query_param(scope, b"model") or self.config.invocations_model
+        name = query_param(scope, b"model") or self.config.invocations_model
         if name:
             return name
         if len(self.served) == 1:
@@ -731,19 +731,6 @@ def _index_ready(body: bytes) -> bool:
         raise InvalidInputError("the repository index body must be JSON, such as "
                                 '{"ready": true}') from None
     return isinstance(payload, dict) and payload.get("ready") is True
-
-
-def _query_param(scope: dict[str, Any], name: bytes) -> str | None:
-    query: bytes = scope.get("query_string", b"")
-    if not query:
-        return None
-    for pair in query.split(b"&"):
-        key, _, value = pair.partition(b"=")
-        if key == name:
-            from urllib.parse import unquote
-
-            return unquote(value.decode("latin-1"))
-    return None
 
 
 async def _respond(send: Any, status: int, body: bytes, headers: Headers,

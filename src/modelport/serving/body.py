@@ -17,6 +17,20 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def query_param(scope: Scope, name: bytes) -> str | None:
+    """One query-string parameter, percent-decoded (the first ``name=`` given)."""
+    query: bytes = scope.get("query_string") or b""
+    if not query:
+        return None
+    for pair in query.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if key == name:
+            from urllib.parse import unquote
+
+            return unquote(value.decode("latin-1"))
+    return None
+
+
 async def read_body(scope: Scope, receive: Any, limit: int) -> bytes:
     """The whole body, or ``PayloadTooLarge`` as soon as it is known to exceed ``limit``.
 

@@ -20,6 +20,7 @@ from modelport.errors import ModelportError
 from modelport.rollout.feedback import canary_quality
 from modelport.rollout.router import EndpointRouter, Routed
 from modelport.rollout.store import EndpointStore
+from modelport.serving.body import header, query_param, read_body
 
 if TYPE_CHECKING:
     from modelport.serving.app import ServingApp
@@ -70,7 +71,7 @@ class HttpEndpoints:
         """The variant that answers this request, or ``None`` if ``name`` is no endpoint."""
         if version is not None or name not in self.router.endpoints:
             return None
-        return self.router.route(name, _header(scope, self._key(name)))
+        return self.router.route(name, header(scope, self._key(name)))
 
     def is_endpoint(self, name: str) -> bool:
         """Whether the registry has an endpoint ``name`` (``modelport serve NAME``)."""
@@ -145,8 +146,6 @@ class EndpointRoutes:
         self.endpoints = endpoints
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        from modelport.serving.body import read_body
-
         app = self.endpoints.app
         method: str = scope["method"]
         parts = [p for p in scope["path"].strip("/").split("/") if p]  # under /endpoints
@@ -179,7 +178,7 @@ class EndpointRoutes:
                 from modelport.errors import NotFoundError
 
                 raise NotFoundError(f"no route GET {scope['path']}")
-            metric = _query(scope, b"metric") or "latency_ms"
+            metric = query_param(scope, b"metric") or "latency_ms"
             return report.build(store, parts[0], metric=metric)
         endpoint = store.get(parts[0])
         return {**endpoint.to_dict(), "shares": shares(endpoint.spec, endpoint.state)}
@@ -214,23 +213,6 @@ class EndpointRoutes:
 
 
 _JSON = [(b"content-type", b"application/json")]
-
-
-def _query(scope: dict[str, Any], name: bytes) -> str | None:
-    from urllib.parse import unquote
-
-    for pair in (scope.get("query_string") or b"").split(b"&"):
-        key, _, value = pair.partition(b"=")
-        if key == name:
-            return unquote(value.decode("latin-1"))
-    return None
-
-
-def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
 
 
 __all__ = ["POLL_INTERVAL", "HttpEndpoints"]
